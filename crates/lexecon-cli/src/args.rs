@@ -1,0 +1,34 @@
+//! The command line, as clap sees it.
+
+use clap::{Parser, Subcommand};
+
+/// Lexecon: a governance engine for AI agents.
+///
+/// Decides, by policy, risk and budget, whether an agent's proposed action may go ahead;
+/// issues short-lived signed capability tokens; and records every decision in a
+/// tamper-evident ledger. Exit codes: 0 success/approved/valid, 1 a negative answer
+/// (denied, invalid, tampered, failed test), 2 a usage or runtime error.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lexecon",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `lexecon` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+}
