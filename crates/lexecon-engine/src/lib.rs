@@ -1,5 +1,10 @@
 //! The Lexecon governance service, independent of any transport.
 //!
-//! Owns configuration (layered defaults, file and environment), storage wiring (SQLite
-//! by default, PostgreSQL and Redis when configured), and the decision pipeline that
-//! composes the domain crates: validate, policy, risk, budget, outcome, token, ledger.
+//! Owns configuration (layered defaults, file and environment: [`config`]), storage
+//! wiring (SQLite by default, PostgreSQL and Redis when configured), and the decision
+//! pipeline that composes the domain crates: validate, policy, risk, budget, outcome,
+//! token, ledger.
+
+pub mod config;
+
+pub use config::{Config, ConfigError};

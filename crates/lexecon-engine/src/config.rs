@@ -1,0 +1,401 @@
+//! Configuration: built-in defaults < `DIR/lexecon.toml` (or `--config FILE`) <
+//! `LEXECON_<SECTION>__<KEY>` environment variables, merged with figment.
+//!
+//! Every struct refuses unknown keys, so a typo is an error at start that names the key
+//! and the source it came from, never a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The file name of the configuration inside the data directory.
+pub const CONFIG_FILE: &str = "lexecon.toml";
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = ".lexecon";
+/// The environment variable prefix; keys are `LEXECON_<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "LEXECON_";
+
+/// A configuration that could not be read or does not validate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key is unknown, has the wrong type, or could not be parsed; figment's message
+    /// names the key and its source (file or environment variable).
+    #[error("invalid configuration: {0}")]
+    Figment(Box<figment::Error>),
+    /// A value parsed but is out of range.
+    #[error("invalid configuration: {key} {problem} (from {source_name})")]
+    OutOfRange {
+        /// The dotted key, e.g. `tokens.ttl_secs`.
+        key: &'static str,
+        /// What is wrong and the allowed range.
+        problem: String,
+        /// Where the value came from.
+        source_name: String,
+    },
+    /// The file given with `--config` does not exist.
+    #[error(
+        "configuration file {0} does not exist; create it with `lexecon init` or drop --config"
+    )]
+    MissingFile(PathBuf),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        ConfigError::Figment(Box::new(err))
+    }
+}
+
+/// `[server]`: the gRPC and metrics listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC address.
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` address.
+    pub metrics_listen: SocketAddr,
+    /// Largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// How long shutdown waits for in-flight calls before it stops them, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            max_request_bytes: 256 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// `[database]`: where the ledger, users, keys, policies and budgets live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`; default `sqlite://DIR/lexecon.db`.
+    pub url: Option<String>,
+    /// Connection pool size; 0 picks a default for the backend.
+    pub max_connections: u32,
+}
+
+/// `[redis]`: when `url` is set, budget and rate counters live in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/`; unset keeps counters in the database.
+    pub url: Option<String>,
+    /// Prefix of every key Lexecon writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: "lexecon:".to_owned(),
+        }
+    }
+}
+
+/// `[policy]`: the policy loaded at start and on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy file; default `DIR/policy.toml`.
+    pub file: Option<PathBuf>,
+}
+
+/// `[tokens]`: capability tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Token lifetime in seconds (1..=86400).
+    pub ttl_secs: u32,
+    /// Allowance for clock skew when checking not-before and expiry (0..=300).
+    pub clock_skew_secs: u32,
+    /// The audience written into tokens; empty for none.
+    pub audience: String,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            ttl_secs: 300,
+            clock_skew_secs: 5,
+            audience: String::new(),
+        }
+    }
+}
+
+/// `[ledger]`: when checkpoints are signed and how appends are batched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Sign a checkpoint after this many entries (1..).
+    pub checkpoint_every_entries: u64,
+    /// ... or after this many milliseconds with new entries (1..).
+    pub checkpoint_interval_ms: u64,
+    /// The most entries committed in one transaction (1..=65536).
+    pub max_batch: usize,
+    /// The origin line of checkpoints; default `lexecon/<node_id>`.
+    pub origin: Option<String>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            checkpoint_every_entries: 10_000,
+            checkpoint_interval_ms: 1_000,
+            max_batch: 4_096,
+            origin: None,
+        }
+    }
+}
+
+/// `[node]`: this server's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// A name for this node, used in checkpoint origins and logs.
+    pub id: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: "lexecon-1".to_owned(),
+        }
+    }
+}
+
+/// `[log]`: structured logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `lexecon_engine=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[node]`.
+    pub node: NodeConfig,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[redis]`.
+    pub redis: RedisConfig,
+    /// `[policy]`.
+    pub policy: PolicyConfig,
+    /// `[tokens]`.
+    pub tokens: TokensConfig,
+    /// `[ledger]`.
+    pub ledger: LedgerConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// The data directory the configuration was loaded for (not a key).
+    #[serde(skip)]
+    pub data_dir: PathBuf,
+}
+
+/// Where to read the configuration from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The data directory; default `./.lexecon`.
+    pub data_dir: Option<PathBuf>,
+    /// A configuration file instead of `DIR/lexecon.toml`; it must exist.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults < file < environment, then validates ranges.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let data_dir = sources
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let file = match &sources.config_file {
+            Some(file) if !file.exists() => return Err(ConfigError::MissingFile(file.clone())),
+            Some(file) => file.clone(),
+            None => data_dir.join(CONFIG_FILE),
+        };
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&file))
+            .merge(env_provider());
+        let mut config: Config = figment.extract()?;
+        config.data_dir = data_dir;
+        config.validate(&figment)?;
+        Ok(config)
+    }
+
+    fn validate(&self, figment: &Figment) -> Result<(), ConfigError> {
+        let source = |key: &str| {
+            figment.find_metadata(key).map_or_else(
+                || "defaults".to_owned(),
+                |m| {
+                    m.source
+                        .as_ref()
+                        .map_or_else(|| m.name.to_string(), |s| format!("{} {s}", m.name))
+                },
+            )
+        };
+        let range = |key: &'static str, ok: bool, problem: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    key,
+                    problem,
+                    source_name: source(key),
+                })
+            }
+        };
+        range(
+            "tokens.ttl_secs",
+            (1..=86_400).contains(&self.tokens.ttl_secs),
+            format!("must be between 1 and 86400, got {}", self.tokens.ttl_secs),
+        )?;
+        range(
+            "tokens.clock_skew_secs",
+            self.tokens.clock_skew_secs <= 300,
+            format!("must be at most 300, got {}", self.tokens.clock_skew_secs),
+        )?;
+        range(
+            "ledger.checkpoint_every_entries",
+            self.ledger.checkpoint_every_entries >= 1,
+            "must be at least 1".to_owned(),
+        )?;
+        range(
+            "ledger.checkpoint_interval_ms",
+            self.ledger.checkpoint_interval_ms >= 1,
+            "must be at least 1".to_owned(),
+        )?;
+        range(
+            "ledger.max_batch",
+            (1..=65_536).contains(&self.ledger.max_batch),
+            format!("must be between 1 and 65536, got {}", self.ledger.max_batch),
+        )?;
+        range(
+            "server.max_request_bytes",
+            (1024..=64 * 1024 * 1024).contains(&self.server.max_request_bytes),
+            format!(
+                "must be between 1024 and 67108864, got {}",
+                self.server.max_request_bytes
+            ),
+        )?;
+        range(
+            "node.id",
+            !self.node.id.is_empty()
+                && self
+                    .node
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            format!("must be letters, digits, - _ or ., got {:?}", self.node.id),
+        )?;
+        if let Some(url) = &self.database.url {
+            range(
+                "database.url",
+                url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"),
+                "must start with sqlite: or postgres://".to_owned(),
+            )?;
+        }
+        if let Some(url) = &self.redis.url {
+            range(
+                "redis.url",
+                url.starts_with("redis://") || url.starts_with("rediss://"),
+                "must start with redis:// or rediss://".to_owned(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("lexecon.db").display()))
+    }
+
+    /// The policy file, defaulting to `DIR/policy.toml`.
+    pub fn policy_file(&self) -> PathBuf {
+        self.policy
+            .file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("policy.toml"))
+    }
+
+    /// The checkpoint origin, defaulting to `lexecon/<node id>`.
+    pub fn ledger_origin(&self) -> String {
+        self.ledger
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("lexecon/{}", self.node.id))
+    }
+
+    /// The directory holding the node's keys.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+
+    /// The file holding the admin API key the CLI uses by default.
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+}
+
+/// The environment provider: `LEXECON_SECTION__KEY=value`. Variables without a `__`
+/// (such as `LEXECON_TOKEN`, read by the CLI) are not configuration and are skipped.
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
+}
+
+/// The commented `lexecon.toml` that `lexecon init` writes: every key with its default.
+pub fn default_config_file(node_id: &str) -> String {
+    DEFAULT_CONFIG_TEMPLATE.replace("{node_id}", node_id)
+}
+
+/// Whether `dir` looks initialised (it has a configuration file).
+pub fn is_initialised(dir: &Path) -> bool {
+    dir.join(CONFIG_FILE).exists()
+}
+
+const DEFAULT_CONFIG_TEMPLATE: &str = include_str!("default_config.toml");
+
+#[cfg(test)]
+mod tests;

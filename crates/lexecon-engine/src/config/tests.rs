@@ -1,0 +1,126 @@
+//! Tests of configuration layering and the errors a user sees.
+
+use figment::Jail;
+
+use super::*;
+
+fn load_in(jail: &Jail) -> Result<Config, ConfigError> {
+    Config::load(&Sources {
+        data_dir: Some(jail.directory().to_path_buf()),
+        config_file: None,
+    })
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    Jail::expect_with(|jail| {
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.server.metrics_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(config.tokens.ttl_secs, 300);
+        assert_eq!(config.tokens.clock_skew_secs, 5);
+        assert_eq!(config.redis.url, None);
+        assert_eq!(
+            config.database_url(),
+            format!("sqlite://{}", jail.directory().join("lexecon.db").display())
+        );
+        assert_eq!(config.policy_file(), jail.directory().join("policy.toml"));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_init_template_parses_to_the_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(CONFIG_FILE, &default_config_file("lexecon-1"))?;
+        let mut config = load_in(jail).unwrap();
+        config.data_dir = PathBuf::new();
+        assert_eq!(config, Config::default());
+        Ok(())
+    });
+}
+
+#[test]
+fn file_overrides_defaults_and_env_overrides_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            CONFIG_FILE,
+            "[tokens]\nttl_secs = 60\nclock_skew_secs = 2\n",
+        )?;
+        jail.set_env("LEXECON_TOKENS__TTL_SECS", "30");
+        jail.set_env("LEXECON_REDIS__URL", "redis://127.0.0.1/");
+        jail.set_env("LEXECON_TOKEN", "lxk_not_configuration");
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.tokens.ttl_secs, 30, "env wins over the file");
+        assert_eq!(
+            config.tokens.clock_skew_secs, 2,
+            "the file wins over defaults"
+        );
+        assert_eq!(config.redis.url.as_deref(), Some("redis://127.0.0.1/"));
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_key_and_source() {
+    Jail::expect_with(|jail| {
+        jail.create_file(CONFIG_FILE, "[tokens]\nttl_sec = 60\n")?;
+        let msg = load_in(jail).unwrap_err().to_string();
+        assert!(msg.contains("ttl_sec"), "{msg}");
+        assert!(msg.contains("lexecon.toml"), "{msg}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("LEXECON_SERVER__LISTN", "x");
+        let msg = load_in(jail).unwrap_err().to_string();
+        assert!(msg.contains("listn"), "{msg}");
+        assert!(msg.to_lowercase().contains("environment"), "{msg}");
+        Ok(())
+    });
+}
+
+#[test]
+fn wrong_types_and_out_of_range_values_name_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file(CONFIG_FILE, "[server]\nlisten = \"not an address\"\n")?;
+        let msg = load_in(jail).unwrap_err().to_string();
+        assert!(msg.contains("server.listen"), "{msg}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("LEXECON_TOKENS__TTL_SECS", "0");
+        let msg = load_in(jail).unwrap_err().to_string();
+        assert!(
+            msg.contains("tokens.ttl_secs must be between 1 and 86400, got 0"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("LEXECON_TOKENS__TTL_SECS") || msg.to_lowercase().contains("environment"),
+            "{msg}"
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file(CONFIG_FILE, "[database]\nurl = \"mysql://x\"\n")?;
+        let msg = load_in(jail).unwrap_err().to_string();
+        assert!(
+            msg.contains("database.url must start with sqlite: or postgres://"),
+            "{msg}"
+        );
+        assert!(msg.contains("lexecon.toml"), "{msg}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_an_error() {
+    let err = Config::load(&Sources {
+        data_dir: None,
+        config_file: Some("/nonexistent/lexecon.toml".into()),
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/lexecon.toml"),
+        "{err}"
+    );
+}
