@@ -15,15 +15,20 @@ use clap::{Parser, Subcommand};
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The command to run.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Every `lexecon` command.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
+    /// Ask a server whether an action may go ahead (DecisionService/Decide).
+    Decide(crate::commands::decide::DecideArgs),
+    /// Load generators against a running server.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`
@@ -31,4 +36,11 @@ pub enum Command {
         /// The shell to generate completions for.
         shell: clap_complete::Shell,
     },
+}
+
+/// `lexecon bench ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Drive Decide calls at a server and report decisions/s and latency percentiles.
+    Decide(crate::commands::decide::BenchDecideArgs),
 }

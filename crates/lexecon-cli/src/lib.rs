@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::Cli;
+use args::Cli;
 
 /// What a command concluded, before it becomes an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

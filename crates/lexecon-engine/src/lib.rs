@@ -6,5 +6,6 @@
 //! token, ledger.
 
 pub mod config;
+pub mod db;
 
 pub use config::{Config, ConfigError};

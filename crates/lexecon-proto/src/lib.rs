@@ -19,6 +19,10 @@ pub mod v1 {
     include!("gen/lexecon.v1.rs");
 }
 
+/// The well-known types the messages use (`Timestamp`), re-exported so users need not
+/// depend on `prost-types` themselves.
+pub use prost_types;
+
 /// The encoded `FileDescriptorSet` of every `lexecon.v1` file and its imports, for
 /// gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/lexecon_v1_descriptor.bin");
