@@ -4,3 +4,53 @@
 //! tree), signed checkpoints in the C2SP signed-note format, inclusion and consistency
 //! proofs and their verifiers, full verification, the export bundle, redaction, and the
 //! `LedgerStore` trait with SQLite and PostgreSQL implementations.
+//!
+//! The byte-level format (leaf encoding, hashing, checkpoints, bundle) is specified in
+//! `docs/ledger-format.md`; an auditor can write an independent verifier from it.
+//!
+//! ```text
+//! Ledger::open(store, CheckpointSigner, LedgerConfig, clock)
+//!   append(kind, payload) ──► writer task: group commit, one transaction per batch
+//!                              └─► LedgerStore::append_batch (SQLite | PostgreSQL)
+//!   inclusion_proof / consistency_proof ──► O(log n) stored subtree hashes
+//! verify(store, &VerifyOptions) / export(store, dir, from, to) / verify_bundle(dir, ..)
+//! ```
+
+mod entry;
+mod error;
+mod export;
+mod ledger;
+pub mod merkle;
+mod note;
+mod postgres;
+mod sqlite;
+mod store;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use entry::{
+    Entry, EntryKind, LEAF_LEN, LEAF_VERSION, Leaf, LeafError, Tombstone, UnknownKind, payload_hash,
+};
+pub use error::LedgerError;
+pub use export::{BundleEntry, ExportSummary, export, verify_bundle};
+pub use ledger::{
+    ConsistencyProof, InclusionProof, Ledger, LedgerConfig, Receipt, VKEYS_META, consistency_proof,
+    inclusion_proof, root_at,
+};
+pub use merkle::{Hash, ProofError, verify_consistency, verify_inclusion};
+pub use note::{
+    Checkpoint, CheckpointSigner, ED25519_TYPE, NoteError, NoteVerifier, RSA_PSS_TYPE,
+    RsaNoteVerifier, SignedCheckpoint,
+};
+pub use postgres::{PgLedgerStore, migrate_postgres};
+pub use sqlite::{SqliteLedgerStore, migrate_sqlite, open_sqlite};
+pub use store::{
+    BatchCommitted, BatchPlan, BoxFuture, CheckpointHook, Head, LedgerStore, NewEntry,
+    StoredCheckpoint, TreeState, load_state,
+};
+pub use verify::{
+    Audit, EntryView, Problem, Progress, VerifyOptions, VerifyReport, stored_verifiers, verify,
+    verify_note,
+};

@@ -1,0 +1,578 @@
+//! The `Ledger` handle: a single writer task doing group commit, checkpoints, proofs.
+//!
+//! Callers send entries over a channel; the writer takes everything queued (up to
+//! `max_batch`) into one batch, appends it in one transaction, and only then answers
+//! each caller. A checkpoint is signed inside the batch's transaction every
+//! `checkpoint_every_entries` entries, by a timer every `checkpoint_interval_ms` when
+//! entries arrived since the last one, and at shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lexecon_core::{Clock, Timestamp};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::entry::{Entry, EntryKind, Tombstone, payload_hash};
+use crate::error::LedgerError;
+use crate::merkle::{
+    Frontier, Hash, ProofPlan, consistency_ranges, fold_range, inclusion_ranges, range_nodes,
+};
+use crate::note::{CheckpointSigner, NoteVerifier, SignedCheckpoint};
+use crate::store::{BatchPlan, LedgerStore, NewEntry, TreeState, load_state};
+
+/// The meta key holding every verifier key the log was signed with, one per line.
+pub const VKEYS_META: &str = "vkeys";
+
+/// When checkpoints are signed and how large a batch may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// Sign a checkpoint once this many entries were appended since the last one.
+    pub checkpoint_every_entries: u64,
+    /// Sign a checkpoint after this many milliseconds when entries arrived since the last.
+    pub checkpoint_interval_ms: u64,
+    /// The most entries in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            checkpoint_every_entries: 10_000,
+            checkpoint_interval_ms: 1_000,
+            max_batch: 4_096,
+        }
+    }
+}
+
+/// Proof that an entry was appended and is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry's index.
+    pub index: u64,
+    /// Its RFC 6962 leaf hash.
+    pub leaf_hash: Hash,
+    /// The timestamp in its leaf.
+    pub timestamp: Timestamp,
+}
+
+/// An inclusion proof with what it proves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InclusionProof {
+    /// The leaf index.
+    pub index: u64,
+    /// The tree size the proof is for.
+    pub size: u64,
+    /// The leaf hash.
+    #[serde(with = "hex_hash")]
+    pub leaf_hash: Hash,
+    /// The tree root at `size`.
+    #[serde(with = "hex_hash")]
+    pub root: Hash,
+    /// The audit path, leaf first.
+    #[serde(with = "hex_hashes")]
+    pub proof: Vec<Hash>,
+}
+
+/// A consistency proof with what it proves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub size1: u64,
+    /// The newer size.
+    pub size2: u64,
+    /// The root at `size1`.
+    #[serde(with = "hex_hash")]
+    pub root1: Hash,
+    /// The root at `size2`.
+    #[serde(with = "hex_hash")]
+    pub root2: Hash,
+    /// The proof hashes.
+    #[serde(with = "hex_hashes")]
+    pub proof: Vec<Hash>,
+}
+
+mod hex_hash {
+    pub(super) fn serialize<S: serde::Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(h))
+    }
+}
+
+mod hex_hashes {
+    use serde::ser::SerializeSeq as _;
+    pub(super) fn serialize<S: serde::Serializer>(
+        hs: &[[u8; 32]],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(hs.len()))?;
+        for h in hs {
+            seq.serialize_element(&hex::encode(h))?;
+        }
+        seq.end()
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Arc<LedgerError>>>;
+
+enum Cmd {
+    Append(NewEntry, Reply<Receipt>),
+    Checkpoint(Reply<SignedCheckpoint>),
+    Shutdown(Reply<Option<SignedCheckpoint>>),
+}
+
+/// A handle on the ledger; clone it freely, every clone feeds the same writer.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Cmd>,
+    store: Arc<dyn LedgerStore>,
+    verifier: NoteVerifier,
+    clock: Arc<dyn Clock>,
+    writer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cmd::Append(..) => "Append",
+            Cmd::Checkpoint(_) => "Checkpoint",
+            Cmd::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+fn shared<T>(r: Result<T, Arc<LedgerError>>) -> Result<T, LedgerError> {
+    r.map_err(LedgerError::Shared)
+}
+
+impl Ledger {
+    /// Opens the ledger on a migrated store and starts its writer.
+    ///
+    /// Resumes from the stored head in O(log n) reads. Records the signer's verifier key
+    /// in the store (beside any earlier keys) so offline verification can find it.
+    pub async fn open(
+        store: Arc<dyn LedgerStore>,
+        signer: CheckpointSigner,
+        config: LedgerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Ledger, LedgerError> {
+        let state = load_state(store.as_ref()).await?;
+        let verifier = signer.verifier();
+        let vkey = verifier.vkey();
+        let known = store.meta(VKEYS_META).await?.unwrap_or_default();
+        if !known.lines().any(|l| l == vkey) {
+            let mut all = known.clone();
+            if !all.is_empty() && !all.ends_with('\n') {
+                all.push('\n');
+            }
+            all.push_str(&vkey);
+            all.push('\n');
+            store.set_meta(VKEYS_META, &all).await?;
+        }
+        let last_checkpoint = store.latest_checkpoint().await?.map_or(0, |c| c.size);
+        let (tx, rx) = mpsc::channel(65_536);
+        let writer = Writer {
+            rx,
+            store: store.clone(),
+            signer,
+            config,
+            clock: clock.clone(),
+            state,
+            last_checkpoint,
+        };
+        let handle = tokio::spawn(writer.run());
+        Ok(Ledger {
+            tx,
+            store,
+            verifier,
+            clock,
+            writer: Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Appends an entry; resolves once its batch is durably committed.
+    pub async fn append(
+        &self,
+        kind: EntryKind,
+        payload: serde_json::Value,
+    ) -> Result<Receipt, LedgerError> {
+        let payload = serde_json::to_vec(&payload)?;
+        self.append_bytes(kind, payload).await
+    }
+
+    /// Appends an entry whose payload is already serialized JSON.
+    pub async fn append_bytes(
+        &self,
+        kind: EntryKind,
+        payload: Vec<u8>,
+    ) -> Result<Receipt, LedgerError> {
+        // Hash here, on the caller's task, so the single writer does less.
+        let entry = NewEntry {
+            kind,
+            payload_hash: payload_hash(&payload),
+            payload,
+        };
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Append(entry, reply))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        shared(rx.await.map_err(|_| LedgerError::Closed)?)
+    }
+
+    /// Signs and stores a checkpoint of everything committed so far.
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Checkpoint(reply))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        shared(rx.await.map_err(|_| LedgerError::Closed)?)
+    }
+
+    /// Commits what is queued, signs a final checkpoint when entries arrived since the
+    /// last one, and stops the writer. Later appends fail with a "shut down" error.
+    pub async fn shutdown(&self) -> Result<Option<SignedCheckpoint>, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown(reply)).await.is_err() {
+            return Ok(None);
+        }
+        let result = rx.await.map_err(|_| LedgerError::Closed)?;
+        if let Some(handle) = self.writer.lock().await.take() {
+            let _ = handle.await;
+        }
+        shared(result)
+    }
+
+    /// The latest stored checkpoint, verified against this ledger's key.
+    pub async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, LedgerError> {
+        let Some(stored) = self.store.latest_checkpoint().await? else {
+            return Ok(None);
+        };
+        let checkpoint = self.verifier.verify(&stored.note)?;
+        Ok(Some(SignedCheckpoint {
+            checkpoint,
+            note: stored.note,
+        }))
+    }
+
+    /// The verifier of this ledger's checkpoints.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn LedgerStore> {
+        &self.store
+    }
+
+    /// The number of committed entries.
+    pub async fn tree_size(&self) -> Result<u64, LedgerError> {
+        Ok(self.store.head().await?.size)
+    }
+
+    /// Up to `limit` entries from `from`.
+    pub async fn entries(&self, from: u64, limit: u64) -> Result<Vec<Entry>, LedgerError> {
+        self.store.entries(from, limit).await
+    }
+
+    /// One entry, if it exists.
+    pub async fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
+        Ok(self
+            .store
+            .entries(index, 1)
+            .await?
+            .into_iter()
+            .find(|e| e.index == index))
+    }
+
+    /// The root hash of the tree at `size`.
+    pub async fn root_at(&self, size: u64) -> Result<Hash, LedgerError> {
+        root_at(self.store.as_ref(), size).await
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` (the current size
+    /// when `None`).
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, LedgerError> {
+        inclusion_proof(self.store.as_ref(), index, size).await
+    }
+
+    /// The consistency proof between the trees of `size1` and `size2`.
+    pub async fn consistency_proof(
+        &self,
+        size1: u64,
+        size2: u64,
+    ) -> Result<ConsistencyProof, LedgerError> {
+        consistency_proof(self.store.as_ref(), size1, size2).await
+    }
+
+    /// Erases entry `index`'s payload, recording who and why; its leaf and every proof
+    /// stay valid.
+    pub async fn redact(&self, index: u64, by: &str, reason: &str) -> Result<(), LedgerError> {
+        let tombstone = Tombstone {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at: self.clock.now(),
+        };
+        self.store.redact(index, &tombstone).await
+    }
+}
+
+async fn check_size(
+    store: &dyn LedgerStore,
+    what: &'static str,
+    value: u64,
+) -> Result<u64, LedgerError> {
+    let size = store.head().await?.size;
+    if value > size {
+        return Err(LedgerError::OutOfRange { what, value, size });
+    }
+    Ok(size)
+}
+
+/// The root of the stored tree at `size` (O(log n) reads).
+pub async fn root_at(store: &dyn LedgerStore, size: u64) -> Result<Hash, LedgerError> {
+    check_size(store, "tree size", size).await?;
+    let ids = range_nodes(0, size);
+    Ok(fold_range(&store.nodes(&ids).await?))
+}
+
+/// The inclusion proof of `index` at `size` (current size when `None`), O(log n) reads.
+pub async fn inclusion_proof(
+    store: &dyn LedgerStore,
+    index: u64,
+    size: Option<u64>,
+) -> Result<InclusionProof, LedgerError> {
+    let head = store.head().await?.size;
+    let size = size.unwrap_or(head);
+    if size > head {
+        return Err(LedgerError::OutOfRange {
+            what: "tree size",
+            value: size,
+            size: head,
+        });
+    }
+    let ranges = inclusion_ranges(index, size).ok_or(LedgerError::OutOfRange {
+        what: "index",
+        value: index,
+        size,
+    })?;
+    let plan = ProofPlan::new(&ranges);
+    let root_ids = range_nodes(0, size);
+    let leaf_id = crate::merkle::NodeId { level: 0, index };
+    let mut ids = plan.node_ids();
+    ids.extend_from_slice(&root_ids);
+    ids.push(leaf_id);
+    ids.sort_unstable();
+    ids.dedup();
+    let hashes = store.nodes(&ids).await?;
+    let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+    let proof = plan
+        .assemble(|id| map.get(&id).copied())
+        .ok_or_else(|| LedgerError::Corrupt("a proof node is missing".into()))?;
+    let root_hashes = root_ids
+        .iter()
+        .map(|id| map.get(id).copied())
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| LedgerError::Corrupt("a root node is missing".into()))?;
+    Ok(InclusionProof {
+        index,
+        size,
+        leaf_hash: map
+            .get(&leaf_id)
+            .copied()
+            .ok_or_else(|| LedgerError::Corrupt("the leaf hash is missing".into()))?,
+        root: fold_range(&root_hashes),
+        proof,
+    })
+}
+
+/// The consistency proof between `size1` and `size2`, O(log n) reads.
+pub async fn consistency_proof(
+    store: &dyn LedgerStore,
+    size1: u64,
+    size2: u64,
+) -> Result<ConsistencyProof, LedgerError> {
+    check_size(store, "tree size", size2).await?;
+    let ranges = consistency_ranges(size1, size2)
+        .ok_or(crate::merkle::ProofError::BadSizes { size1, size2 })?;
+    let plan = ProofPlan::new(&ranges);
+    let r1 = range_nodes(0, size1);
+    let r2 = range_nodes(0, size2);
+    let mut ids = plan.node_ids();
+    ids.extend_from_slice(&r1);
+    ids.extend_from_slice(&r2);
+    ids.sort_unstable();
+    ids.dedup();
+    let hashes = store.nodes(&ids).await?;
+    let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+    let get = |nodes: &[crate::merkle::NodeId]| {
+        nodes
+            .iter()
+            .map(|id| map.get(id).copied())
+            .collect::<Option<Vec<_>>>()
+            .map(|h| fold_range(&h))
+            .ok_or_else(|| LedgerError::Corrupt("a root node is missing".into()))
+    };
+    Ok(ConsistencyProof {
+        size1,
+        size2,
+        root1: get(&r1)?,
+        root2: get(&r2)?,
+        proof: plan
+            .assemble(|id| map.get(&id).copied())
+            .ok_or_else(|| LedgerError::Corrupt("a proof node is missing".into()))?,
+    })
+}
+
+struct Writer {
+    rx: mpsc::Receiver<Cmd>,
+    store: Arc<dyn LedgerStore>,
+    signer: CheckpointSigner,
+    config: LedgerConfig,
+    clock: Arc<dyn Clock>,
+    state: TreeState,
+    last_checkpoint: u64,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let interval = Duration::from_millis(self.config.checkpoint_interval_ms.max(1));
+        let mut deadline = Instant::now() + interval;
+        let mut batch: Vec<(NewEntry, Reply<Receipt>)> = Vec::new();
+        loop {
+            let cmd = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => {
+                    // Every handle is gone: close the log with a checkpoint.
+                    let _ = self.final_checkpoint().await;
+                    return;
+                }
+                Err(_) => {
+                    deadline = Instant::now() + interval;
+                    if self.state.size() > self.last_checkpoint {
+                        if let Err(e) = self.sign_and_store().await {
+                            tracing::warn!(error = %e, "timed ledger checkpoint failed");
+                        }
+                    }
+                    // WAL checkpoints off the commit path.
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.maintain().await {
+                            tracing::warn!(error = %e, "ledger store maintenance failed");
+                        }
+                    });
+                    continue;
+                }
+            };
+            let mut control = None;
+            match cmd {
+                Cmd::Append(e, r) => batch.push((e, r)),
+                other => control = Some(other),
+            }
+            while control.is_none() && batch.len() < self.config.max_batch.max(1) {
+                match self.rx.try_recv() {
+                    Ok(Cmd::Append(e, r)) => batch.push((e, r)),
+                    Ok(other) => control = Some(other),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch).await;
+            }
+            match control {
+                None => {}
+                Some(Cmd::Checkpoint(reply)) => {
+                    let _ = reply.send(self.sign_and_store().await.map_err(Arc::new));
+                }
+                Some(Cmd::Shutdown(reply)) => {
+                    let result = self.final_checkpoint().await.map_err(Arc::new);
+                    self.rx.close();
+                    // Answer anything that raced in before the close.
+                    while let Ok(cmd) = self.rx.try_recv() {
+                        refuse(cmd);
+                    }
+                    let _ = reply.send(result);
+                    return;
+                }
+                Some(Cmd::Append(..)) => {}
+            }
+        }
+    }
+
+    async fn commit(&mut self, batch: &mut Vec<(NewEntry, Reply<Receipt>)>) {
+        let (entries, replies): (Vec<NewEntry>, Vec<Reply<Receipt>>) = batch.drain(..).unzip();
+        let timestamp = self.clock.now();
+        let every = self.config.checkpoint_every_entries.max(1);
+        let last = self.last_checkpoint;
+        let signer = &self.signer;
+        let hook = move |f: &Frontier| {
+            if f.size().saturating_sub(last) >= every {
+                Ok(Some(signer.sign(f.size(), f.root())?))
+            } else {
+                Ok(None)
+            }
+        };
+        let plan = BatchPlan {
+            entries: &entries,
+            timestamp,
+            checkpoint: &hook,
+        };
+        match self.store.append_batch(&mut self.state, plan).await {
+            Ok(done) => {
+                if let Some(cp) = &done.checkpoint {
+                    self.last_checkpoint = cp.checkpoint.size;
+                }
+                for (i, (reply, leaf_hash)) in replies.into_iter().zip(done.leaf_hashes).enumerate()
+                {
+                    let _ = reply.send(Ok(Receipt {
+                        index: done.first_index + i as u64,
+                        leaf_hash,
+                        timestamp,
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = entries.len(), "ledger batch failed");
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    async fn sign_and_store(&mut self) -> Result<SignedCheckpoint, LedgerError> {
+        let f = &self.state.frontier;
+        let cp = self.signer.sign(f.size(), f.root())?;
+        self.store.put_checkpoint(&cp).await?;
+        self.last_checkpoint = self.last_checkpoint.max(cp.checkpoint.size);
+        Ok(cp)
+    }
+
+    async fn final_checkpoint(&mut self) -> Result<Option<SignedCheckpoint>, LedgerError> {
+        if self.state.size() > self.last_checkpoint {
+            Ok(Some(self.sign_and_store().await?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+fn refuse(cmd: Cmd) {
+    let closed = || Arc::new(LedgerError::Closed);
+    match cmd {
+        Cmd::Append(_, r) => {
+            let _ = r.send(Err(closed()));
+        }
+        Cmd::Checkpoint(r) => {
+            let _ = r.send(Err(closed()));
+        }
+        Cmd::Shutdown(r) => {
+            let _ = r.send(Ok(None));
+        }
+    }
+}
