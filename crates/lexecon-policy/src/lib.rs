@@ -1,9 +1,26 @@
-//! The Lexecon policy graph.
-//!
-//! Owns terms (actor, action, tool, data class, resource, context patterns), relations
-//! between them (permits, forbids, requires, implies, conflicts) with `when` conditions,
-//! the three modes, the TOML policy format, validation with located diagnostics, a
-//! compiled evaluator that indexes relations once per policy version, explanations of
-//! every outcome, the policy version hash and policy test files.
-//!
-//! Evaluation is pure: no IO, no clock.
+//! The Lexecon policy graph: TOML policies, validation, compiled evaluation, explanations.
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+mod cases;
+mod compiled;
+mod glob;
+mod hash;
+mod index;
+mod model;
+mod parse;
+
+pub use cases::{CaseResult, TestCase, TestReport, parse_cases, run_cases};
+pub use compiled::{CompiledPolicy, Evaluation, RelationTrace, RiskInput};
+pub use glob::{Glob, GlobError};
+pub use hash::POLICY_HASH_DOMAIN;
+pub use model::{Diagnostic, Policy, Relation, RelationKind, Severity, Term, TermKind, When};
+pub use parse::RESERVED_REASONS;
+
+/// The starter policy `lexecon init` writes: strict mode, approving and denying some of
+/// the README's examples (support agents reading customer data through the database,
+/// assistants calling LLMs; nobody deleting customer records).
+pub const STARTER_POLICY: &str = include_str!("starter_policy.toml");
+
+#[cfg(test)]
+mod tests;
