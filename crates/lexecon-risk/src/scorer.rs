@@ -1,0 +1,463 @@
+//! The compiled scorer and what an assessment returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lexecon_core::{ActionRequest, RiskLevel};
+use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
+
+use crate::config::{Condition, Levels, Points, Rule};
+use crate::{Dimension, RiskConfig, RiskConfigError, glob};
+
+/// One rule's contribution to one dimension: why the dimension scored what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factor {
+    /// The rule, e.g. `verb.delete`, `data_class.pii`, `tool.database`.
+    pub rule_id: Arc<str>,
+    /// The points it added to this dimension (1..=100).
+    pub points: u8,
+    /// Why, in words.
+    pub description: Arc<str>,
+}
+
+impl Serialize for Factor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Factor", 3)?;
+        s.serialize_field("rule_id", &*self.rule_id)?;
+        s.serialize_field("points", &self.points)?;
+        s.serialize_field("description", &*self.description)?;
+        s.end()
+    }
+}
+
+/// The score of one dimension and the factors that add up to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DimensionScore {
+    /// Which dimension.
+    #[serde(skip)]
+    pub dimension: Dimension,
+    /// The sum of the factors' points, capped at 100.
+    pub score: u8,
+    /// The dimension's weight in the overall score.
+    pub weight: f64,
+    /// Every rule that added points, in the order applied.
+    pub factors: Vec<Factor>,
+}
+
+/// The six dimension scores, one named field each (so JSON holds one entry per
+/// dimension, keyed by its name).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dimensions {
+    /// Security.
+    pub security: DimensionScore,
+    /// Privacy.
+    pub privacy: DimensionScore,
+    /// Compliance.
+    pub compliance: DimensionScore,
+    /// Operational.
+    pub operational: DimensionScore,
+    /// Reputational.
+    pub reputational: DimensionScore,
+    /// Financial.
+    pub financial: DimensionScore,
+}
+
+impl Dimensions {
+    /// The score of `dimension`.
+    pub fn get(&self, dimension: Dimension) -> &DimensionScore {
+        match dimension {
+            Dimension::Security => &self.security,
+            Dimension::Privacy => &self.privacy,
+            Dimension::Compliance => &self.compliance,
+            Dimension::Operational => &self.operational,
+            Dimension::Reputational => &self.reputational,
+            Dimension::Financial => &self.financial,
+        }
+    }
+
+    /// All six, in [`Dimension::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = &DimensionScore> {
+        Dimension::ALL.into_iter().map(|d| self.get(d))
+    }
+
+    /// The six scores, in [`Dimension::ALL`] order.
+    pub fn scores(&self) -> [u8; 6] {
+        Dimension::ALL.map(|d| self.get(d).score)
+    }
+}
+
+/// The risk of one request: overall score and level, the six dimensions with their
+/// factors, and whether it reaches the escalation threshold.
+///
+/// Serializes as `{"risk_score", "level", "escalate", "escalation_threshold",
+/// "floor_applied", "dimensions": {"security": {"score", "weight", "factors"}, ...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    /// The overall score, 0..=100: the weighted sum of the dimensions, rounded, and
+    /// at least the configured floor when a dimension is extreme.
+    #[serde(rename = "risk_score")]
+    pub score: u8,
+    /// The level of `score`.
+    pub level: RiskLevel,
+    /// Whether `score` reaches the escalation threshold.
+    pub escalate: bool,
+    /// The threshold `escalate` was decided against.
+    pub escalation_threshold: u8,
+    /// Whether the floor for an extreme dimension raised the weighted sum.
+    pub floor_applied: bool,
+    /// The six dimensions.
+    pub dimensions: Dimensions,
+}
+
+#[derive(Debug)]
+struct Compiled {
+    id: Arc<str>,
+    description: Arc<str>,
+    points: [u8; 6],
+}
+
+impl Compiled {
+    fn new(id: String, description: &str, points: &Points) -> Self {
+        let description = if description.is_empty() {
+            format!("rule {id}")
+        } else {
+            description.to_owned()
+        };
+        Compiled {
+            id: id.into(),
+            description: description.into(),
+            points: Dimension::ALL.map(|d| points.get(d.as_str()).copied().unwrap_or(0)),
+        }
+    }
+
+    fn from_rule(id: String, rule: &Rule) -> Self {
+        Compiled::new(id, &rule.description, &rule.points)
+    }
+}
+
+#[derive(Debug)]
+enum Test {
+    Equals(Box<[Box<str>]>),
+    AtLeast(u64),
+    Differs(Box<str>),
+}
+
+#[derive(Debug)]
+struct CompiledCondition {
+    key: Box<str>,
+    test: Test,
+}
+
+impl CompiledCondition {
+    fn new(cond: &Condition) -> Self {
+        let test = match (&cond.equals, cond.at_least, &cond.differs_from) {
+            (Some(values), _, _) => {
+                Test::Equals(values.iter().map(|v| v.as_str().into()).collect())
+            }
+            (None, Some(min), _) => Test::AtLeast(min),
+            // validate() guarantees exactly one is present, so this is `differs_from`.
+            (None, None, other) => Test::Differs(other.as_deref().unwrap_or_default().into()),
+        };
+        CompiledCondition {
+            key: cond.key.as_str().into(),
+            test,
+        }
+    }
+
+    fn holds(&self, req: &ActionRequest) -> bool {
+        let Some(value) = req.context.get(&*self.key) else {
+            return false;
+        };
+        match &self.test {
+            Test::Equals(values) => values.iter().any(|v| v.eq_ignore_ascii_case(value)),
+            // An unreadable number is taken as a large one: a caller cannot lower the
+            // score by writing `volume = "lots"`.
+            Test::AtLeast(min) => value.trim().parse::<u64>().map_or(true, |n| n >= *min),
+            Test::Differs(other) => req
+                .context
+                .get(&**other)
+                .is_some_and(|o| !o.eq_ignore_ascii_case(value)),
+        }
+    }
+}
+
+/// A tool rule's globs, as lowercase bytes.
+type Patterns = Box<[Box<[u8]>]>;
+
+/// A validated [`RiskConfig`] compiled into lookup tables; [`RiskScorer::assess`]
+/// scores requests against it. Cheap to share (`Arc`) and immutable.
+#[derive(Debug)]
+pub struct RiskScorer {
+    config: RiskConfig,
+    weights: [f64; 6],
+    levels: Levels,
+    verbs: HashMap<Box<str>, Compiled>,
+    unknown_verb: Compiled,
+    data_classes: HashMap<Box<str>, Compiled>,
+    unknown_data_class: Compiled,
+    missing_tool: Compiled,
+    caller_risk_level: [Compiled; 5],
+    tools: Vec<(Patterns, Compiled)>,
+    context: Vec<(Box<[CompiledCondition]>, Compiled)>,
+    llm_cost: Vec<(u64, Compiled)>,
+}
+
+/// The longest name looked up through a stack buffer when it holds upper case
+/// letters; names are at most 256 bytes (`Action::MAX_LEN`).
+const LOWER_BUF: usize = 256;
+
+/// Looks `name` up in a table of lowercase keys, ASCII case-insensitively, without
+/// allocating.
+fn lookup<'a>(table: &'a HashMap<Box<str>, Compiled>, name: &str) -> Option<&'a Compiled> {
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return table.get(name);
+    }
+    let mut buf = [0u8; LOWER_BUF];
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    table.get(std::str::from_utf8(lower).ok()?)
+}
+
+struct Tally {
+    sums: [u16; 6],
+    factors: [Vec<Factor>; 6],
+}
+
+impl Tally {
+    fn add(&mut self, rule: &Compiled) {
+        for ((sum, factors), &points) in self
+            .sums
+            .iter_mut()
+            .zip(self.factors.iter_mut())
+            .zip(rule.points.iter())
+        {
+            if points > 0 {
+                *sum += u16::from(points);
+                factors.push(Factor {
+                    rule_id: Arc::clone(&rule.id),
+                    points,
+                    description: Arc::clone(&rule.description),
+                });
+            }
+        }
+    }
+}
+
+impl RiskScorer {
+    /// Validates `config` and compiles its rules.
+    pub fn new(config: RiskConfig) -> Result<Self, RiskConfigError> {
+        config.validate()?;
+        let table = |prefix: &str, rules: &std::collections::BTreeMap<String, Rule>| {
+            rules
+                .iter()
+                .map(|(name, rule)| {
+                    (
+                        Box::<str>::from(name.as_str()),
+                        Compiled::from_rule(format!("{prefix}.{name}"), rule),
+                    )
+                })
+                .collect::<HashMap<_, _>>()
+        };
+        let caller_risk_level = [1, 2, 3, 4, 5].map(|level: u8| {
+            let id = format!("caller_risk_level.{level}");
+            match config.caller_risk_level.get(&level.to_string()) {
+                Some(rule) => Compiled::from_rule(id, rule),
+                None => Compiled::new(id, "", &Points::new()),
+            }
+        });
+        Ok(RiskScorer {
+            weights: config.weight_array(),
+            levels: config.levels,
+            verbs: table("verb", &config.verbs),
+            unknown_verb: Compiled::from_rule("verb.unknown".into(), &config.unknown_verb),
+            data_classes: table("data_class", &config.data_classes),
+            unknown_data_class: Compiled::from_rule(
+                "data_class.unknown".into(),
+                &config.unknown_data_class,
+            ),
+            missing_tool: Compiled::from_rule("tool.missing".into(), &config.missing_tool),
+            caller_risk_level,
+            tools: config
+                .tools
+                .iter()
+                .map(|r| {
+                    (
+                        r.patterns.iter().map(|p| p.as_bytes().into()).collect(),
+                        Compiled::new(r.id.clone(), &r.description, &r.points),
+                    )
+                })
+                .collect(),
+            context: config
+                .context
+                .iter()
+                .map(|r| {
+                    (
+                        r.when.iter().map(CompiledCondition::new).collect(),
+                        Compiled::new(r.id.clone(), &r.description, &r.points),
+                    )
+                })
+                .collect(),
+            llm_cost: config
+                .llm_cost
+                .iter()
+                .map(|r| {
+                    (
+                        r.at_least_micros,
+                        Compiled::new(r.id.clone(), &r.description, &r.points),
+                    )
+                })
+                .collect(),
+            config,
+        })
+    }
+
+    /// The configuration this scorer was built from.
+    pub fn config(&self) -> &RiskConfig {
+        &self.config
+    }
+
+    /// The level of an overall score under the configured thresholds (with the
+    /// defaults, the same as [`RiskLevel::from_score`]).
+    pub fn level(&self, score: u8) -> RiskLevel {
+        if score >= self.levels.critical {
+            RiskLevel::Critical
+        } else if score >= self.levels.high {
+            RiskLevel::High
+        } else if score >= self.levels.medium {
+            RiskLevel::Medium
+        } else {
+            RiskLevel::Low
+        }
+    }
+
+    /// Scores `req`; `llm_cost_micros` is the estimated cost of the LLM call it makes,
+    /// if any, in micro-dollars. Pure: the same input always gives the same output.
+    pub fn assess(&self, req: &ActionRequest, llm_cost_micros: Option<u64>) -> Assessment {
+        let mut tally = Tally {
+            sums: [0; 6],
+            factors: Default::default(),
+        };
+
+        tally.add(lookup(&self.verbs, req.action.verb()).unwrap_or(&self.unknown_verb));
+
+        // A class named twice counts once; unknown classes count once between them.
+        let mut unknown_seen = false;
+        for (i, class) in req.data_classes.iter().enumerate() {
+            let class = class.as_str();
+            if req
+                .data_classes
+                .iter()
+                .take(i)
+                .any(|c| c.as_str().eq_ignore_ascii_case(class))
+            {
+                continue;
+            }
+            match lookup(&self.data_classes, class) {
+                Some(rule) => tally.add(rule),
+                None if !unknown_seen => {
+                    unknown_seen = true;
+                    tally.add(&self.unknown_data_class);
+                }
+                None => {}
+            }
+        }
+
+        match &req.tool {
+            None => tally.add(&self.missing_tool),
+            Some(tool) => {
+                let name = tool.as_str().as_bytes();
+                for (patterns, rule) in &self.tools {
+                    if patterns.iter().any(|p| glob::matches(p, name)) {
+                        tally.add(rule);
+                    }
+                }
+            }
+        }
+
+        // Levels above 5 cannot pass request validation; should one arrive anyway it
+        // is scored as 5, never as less.
+        if let Some(level) = req.risk_level.filter(|&l| l > 0) {
+            let index = usize::from(level.min(5)) - 1;
+            if let Some(rule) = self.caller_risk_level.get(index) {
+                tally.add(rule);
+            }
+        }
+
+        if !req.context.is_empty() {
+            for (conditions, rule) in &self.context {
+                if conditions.iter().any(|c| c.holds(req)) {
+                    tally.add(rule);
+                }
+            }
+        }
+
+        if let Some(cost) = llm_cost_micros {
+            for (at_least, rule) in &self.llm_cost {
+                if cost >= *at_least {
+                    tally.add(rule);
+                }
+            }
+        }
+
+        self.finish(tally)
+    }
+
+    fn finish(&self, tally: Tally) -> Assessment {
+        let scores = tally.sums.map(|s| u8::try_from(s.min(100)).unwrap_or(100));
+        let weighted: f64 = scores
+            .iter()
+            .zip(self.weights.iter())
+            .map(|(&s, &w)| f64::from(s) * w)
+            .sum();
+        // Weights add up to 1 within 1e-6, so the sum is within 0..=100 up to that;
+        // clamp before the conversion so rounding noise cannot wrap.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "clamped to 0..=100 first"
+        )]
+        let weighted = weighted.round().clamp(0.0, 100.0) as u8;
+        let extreme = scores.iter().any(|&s| s >= self.config.extreme_dimension);
+        let score = if extreme {
+            weighted.max(self.config.extreme_floor)
+        } else {
+            weighted
+        };
+        // Arrays of six zipped by iterators: no indexing; the fallback cannot happen.
+        let mut parts = scores.into_iter().zip(self.weights).zip(tally.factors);
+        let [
+            security,
+            privacy,
+            compliance,
+            operational,
+            reputational,
+            financial,
+        ] = Dimension::ALL.map(|dimension| {
+            let ((score, weight), factors) = parts.next().unwrap_or_default();
+            DimensionScore {
+                dimension,
+                score,
+                weight,
+                factors,
+            }
+        });
+        let dimensions = Dimensions {
+            security,
+            privacy,
+            compliance,
+            operational,
+            reputational,
+            financial,
+        };
+        Assessment {
+            score,
+            level: self.level(score),
+            escalate: score >= self.config.escalation_threshold,
+            escalation_threshold: self.config.escalation_threshold,
+            floor_applied: score > weighted,
+            dimensions,
+        }
+    }
+}
