@@ -42,9 +42,7 @@ pub(crate) struct AccessRules {
     role_deny: HashMap<String, List>,
 }
 
-fn split(
-    map: &BTreeMap<String, Vec<String>>,
-) -> (HashMap<String, List>, HashMap<String, List>) {
+fn split(map: &BTreeMap<String, Vec<String>>) -> (HashMap<String, List>, HashMap<String, List>) {
     let mut users: HashMap<String, List> = HashMap::new();
     let mut roles: HashMap<String, List> = HashMap::new();
     for (key, patterns) in map {

@@ -184,10 +184,16 @@ impl Default for BudgetConfig {
 
 fn check_name(key: &str, name: &str) -> Result<(), BudgetConfigError> {
     if name.is_empty() {
-        return Err(invalid(key, "has an empty name; remove it or name a user, role or model"));
+        return Err(invalid(
+            key,
+            "has an empty name; remove it or name a user, role or model",
+        ));
     }
     if name.len() > 256 {
-        return Err(invalid(key, format!("name {name:?} is longer than 256 bytes")));
+        return Err(invalid(
+            key,
+            format!("name {name:?} is longer than 256 bytes"),
+        ));
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(invalid(
@@ -272,10 +278,7 @@ impl BudgetConfig {
         if !(1..=86_400).contains(&self.reservation_ttl_secs) {
             return Err(invalid(
                 "budget.reservation_ttl_secs",
-                format!(
-                    "is {}; use 1 to 86400 seconds",
-                    self.reservation_ttl_secs
-                ),
+                format!("is {}; use 1 to 86400 seconds", self.reservation_ttl_secs),
             ));
         }
         Ok(())

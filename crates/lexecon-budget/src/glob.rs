@@ -36,7 +36,10 @@ impl Glob {
 
     /// The number of non-wildcard characters: how specific the pattern is.
     pub fn specificity(&self) -> usize {
-        self.chars.iter().filter(|c| !matches!(c, '*' | '?')).count()
+        self.chars
+            .iter()
+            .filter(|c| !matches!(c, '*' | '?'))
+            .count()
     }
 
     /// True when the whole of `name` (already lowercased) matches.
@@ -69,7 +72,8 @@ impl Glob {
                 },
             }
         }
-        p.get(pi..).is_some_and(|rest| rest.iter().all(|c| *c == '*'))
+        p.get(pi..)
+            .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
     }
 
     /// True when the whole of `name` matches, ignoring case.

@@ -30,16 +30,14 @@ pub mod store;
 pub use config::{BudgetConfig, BudgetConfigError, Limits};
 pub use glob::Glob;
 pub use manager::{
-    ANONYMOUS, Authorization, BudgetError, BudgetManager, Denial, DenialReason, Scope,
-    Settlement, SoftLimitEvent, SoftLimitKind, Usage,
+    ANONYMOUS, Authorization, BudgetError, BudgetManager, Denial, DenialReason, Scope, Settlement,
+    SoftLimitEvent, SoftLimitKind, Usage,
 };
 pub use money::{Dollars, Fraction, MAX_MICROS, format_micros};
 pub use period::{Period, PeriodError};
 pub use pricing::{Price, builtin_prices};
 pub use store::sql::{migrate_postgres, migrate_sqlite};
-pub use store::{
-    BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore, StoreError,
-};
+pub use store::{BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore, StoreError};
 
 #[cfg(test)]
 mod tests;

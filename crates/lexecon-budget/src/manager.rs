@@ -100,7 +100,10 @@ impl Denial {
                 "the model is restricted for everyone (budget.restricted_models)".to_owned()
             }
             DenialReason::ModelDenied => {
-                format!("the model is on the denylist of {scope} ({})", self.limit_id)
+                format!(
+                    "the model is on the denylist of {scope} ({})",
+                    self.limit_id
+                )
             }
             DenialReason::ModelNotAllowed => format!(
                 "the model is not on the allowlist of {scope} ({})",
@@ -235,7 +238,7 @@ impl SoftLimitEvent {
     pub fn message(&self) -> String {
         match self.kind {
             SoftLimitKind::SoftLimit => format!(
-                "{} reached the soft limit of ${} ({} used of a ${} monthly budget in {})",
+                "{} reached the soft limit of ${} (${} used of a ${} monthly budget in {})",
                 self.scope,
                 format_micros(self.threshold_micros),
                 format_micros(self.current_micros),
@@ -314,12 +317,11 @@ struct Compiled {
 impl Compiled {
     fn new(config: BudgetConfig) -> Result<Compiled, BudgetConfigError> {
         config.validate()?;
-        let tz = jiff::tz::TimeZone::get(&config.timezone).map_err(|e| {
-            BudgetConfigError::Invalid {
+        let tz =
+            jiff::tz::TimeZone::get(&config.timezone).map_err(|e| BudgetConfigError::Invalid {
                 key: "budget.timezone".to_owned(),
                 problem: e.to_string(),
-            }
-        })?;
+            })?;
         let soft_only = Limits {
             soft_limit_pct: config.soft_limit_pct,
             ..Limits::default()
@@ -350,7 +352,8 @@ impl Compiled {
     }
 
     fn price(&self, model: &str) -> Option<Price> {
-        self.catalog.price(&model.to_lowercase(), &lower_chars(model))
+        self.catalog
+            .price(&model.to_lowercase(), &lower_chars(model))
     }
 }
 
@@ -435,7 +438,10 @@ impl BudgetManager {
     /// the old configuration stays.
     pub fn reload(&self, config: BudgetConfig) -> Result<(), BudgetConfigError> {
         let compiled = Arc::new(Compiled::new(config)?);
-        *self.compiled.write().unwrap_or_else(PoisonError::into_inner) = compiled;
+        *self
+            .compiled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = compiled;
         Ok(())
     }
 
@@ -460,7 +466,11 @@ impl BudgetManager {
     }
 
     /// The limits that apply to `user_id` (default `anonymous`) with `roles`, by scope.
-    pub fn effective_limits(&self, user_id: Option<&str>, roles: &[String]) -> Vec<(Scope, Limits)> {
+    pub fn effective_limits(
+        &self,
+        user_id: Option<&str>,
+        roles: &[String],
+    ) -> Vec<(Scope, Limits)> {
         let c = self.current();
         let user = user_id.filter(|u| !u.is_empty()).unwrap_or(ANONYMOUS);
         let mut out = vec![

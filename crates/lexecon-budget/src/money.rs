@@ -53,7 +53,10 @@ pub(crate) fn parse_millionths(text: &str) -> Result<u64, String> {
     }
     let mut frac_value: u64 = 0;
     for i in 0..6 {
-        let digit = frac_trimmed.as_bytes().get(i).map_or(0, |b| u64::from(b - b'0'));
+        let digit = frac_trimmed
+            .as_bytes()
+            .get(i)
+            .map_or(0, |b| u64::from(b - b'0'));
         frac_value = frac_value * 10 + digit;
     }
     let total = value

@@ -72,7 +72,10 @@ impl ScopeState {
         if let Some(entry) = self.entry_mut(id, at) {
             let old = entry.tokens;
             entry.tokens = tokens;
-            self.window_tokens = self.window_tokens.saturating_sub(old).saturating_add(tokens);
+            self.window_tokens = self
+                .window_tokens
+                .saturating_sub(old)
+                .saturating_add(tokens);
         }
     }
 }
@@ -264,8 +267,15 @@ impl BudgetStore for MemoryBudgetStore {
         now: Timestamp,
     ) -> BoxFuture<'a, Result<SettleOutcome, StoreError>> {
         let mut inner = self.lock();
-        let outcome = match inner.reservations.get(&rec.id).map(|r| (r.state, r.clone())) {
-            None => Err(StoreError::Corrupt(format!("reservation {} vanished", rec.id))),
+        let outcome = match inner
+            .reservations
+            .get(&rec.id)
+            .map(|r| (r.state, r.clone()))
+        {
+            None => Err(StoreError::Corrupt(format!(
+                "reservation {} vanished",
+                rec.id
+            ))),
             Some((
                 ReservationState::Settled {
                     charged_micros,

@@ -18,8 +18,8 @@ use lexecon_core::{ReservationId, Timestamp};
 
 use super::{
     BoxFuture, BudgetStore, CLOSED_RETENTION_MICROS, EventKind, LimitKind, ReleaseReason,
-    ReservationRecord, ReservationState, ReserveOutcome, ReserveRequest, ScopeUsage,
-    SettleOutcome, StoreDenial, StoreError, StoreEvent,
+    ReservationRecord, ReservationState, ReserveOutcome, ReserveRequest, ScopeUsage, SettleOutcome,
+    StoreDenial, StoreError, StoreEvent,
 };
 use crate::period::Period;
 

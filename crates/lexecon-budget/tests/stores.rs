@@ -1,0 +1,407 @@
+//! One behaviour suite run against every `BudgetStore`: memory, SQLite (temp file),
+//! PostgreSQL and Redis (this machine's services, through `lexecon-testkit`), plus two
+//! independent processes sharing one Redis or one PostgreSQL.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails loudly"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lexecon_budget::{
+    Authorization, BudgetConfig, BudgetError, BudgetManager, BudgetStore, DenialReason,
+    MemoryBudgetStore, RedisBudgetStore, Scope, SqlBudgetStore,
+};
+use lexecon_core::{Clock, LlmUsage, ManualClock, SystemClock, Timestamp};
+
+/// A store and whatever must live as long as it.
+struct Env {
+    store: Arc<dyn BudgetStore>,
+    _db: Option<lexecon_testkit::PgDatabase>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn memory() -> Option<Env> {
+    Some(Env {
+        store: Arc::new(MemoryBudgetStore::new()),
+        _db: None,
+        _dir: None,
+    })
+}
+
+async fn sqlite() -> Option<Env> {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("lexecon.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = SqlBudgetStore::sqlite(pool);
+    store.migrate().await.unwrap();
+    // Migrating twice is harmless.
+    store.migrate().await.unwrap();
+    Some(Env {
+        store: Arc::new(store),
+        _db: None,
+        _dir: Some(dir),
+    })
+}
+
+async fn pg_store(url: &str) -> SqlBudgetStore {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await
+        .unwrap();
+    SqlBudgetStore::postgres(pool)
+}
+
+async fn postgres() -> Option<Env> {
+    let db = lexecon_testkit::PgDatabase::create().await?;
+    let store = pg_store(&db.url).await;
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    Some(Env {
+        store: Arc::new(store),
+        _db: Some(db),
+        _dir: None,
+    })
+}
+
+fn redis_store(url: &str, prefix: &str) -> RedisBudgetStore {
+    let pool = deadpool_redis::Config::from_url(url)
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    RedisBudgetStore::new(pool, prefix)
+}
+
+async fn redis() -> Option<Env> {
+    let (url, prefix) = lexecon_testkit::redis_url_and_prefix()?;
+    Some(Env {
+        store: Arc::new(redis_store(&url, &prefix)),
+        _db: None,
+        _dir: None,
+    })
+}
+
+fn call(user: &str, input: u64, output: u64) -> LlmUsage {
+    LlmUsage {
+        model: "gpt-4o-mini".to_owned(),
+        user_id: Some(user.to_owned()),
+        roles: vec!["team".to_owned()],
+        estimated_input_tokens: input,
+        max_output_tokens: output,
+    }
+}
+
+fn manager(store: &Arc<dyn BudgetStore>, toml: &str, clock: Arc<dyn Clock>) -> Arc<BudgetManager> {
+    let config = BudgetConfig::from_toml(toml).unwrap();
+    Arc::new(BudgetManager::new(config, Arc::clone(store), clock).unwrap())
+}
+
+/// Runs `n` authorizations at once; returns the admissions and the denial reasons.
+async fn burst(
+    m: &Arc<BudgetManager>,
+    n: usize,
+    usage: LlmUsage,
+) -> (Vec<Authorization>, Vec<DenialReason>) {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let m = Arc::clone(m);
+            let u = usage.clone();
+            tokio::spawn(async move { m.authorize(&u).await })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    let mut denied = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(a) => ok.push(a),
+            Err(BudgetError::Denied(d)) => denied.push(d.reason),
+            Err(e) => panic!("store failure: {e}"),
+        }
+    }
+    (ok, denied)
+}
+
+/// 200 concurrent calls against a budget that fits exactly K admit exactly K; settling
+/// below the reservation refunds exactly; each reservation settles once.
+async fn exactly_k_of_200(env: Env) {
+    const K: u64 = 37;
+    // gpt-4o-mini, 1000 in + 1000 out: 150 + 600 = 750 micro-dollars at worst.
+    let toml = format!(
+        "[global]\nmonthly_budget = \"{}\"\n[roles.team]\nmonthly_budget = 1000",
+        lexecon_budget::format_micros(K * 750)
+    );
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_795_507_200)));
+    let m = manager(&env.store, &toml, clock);
+    let (ok, denied) = burst(&m, 200, call("alice", 1000, 1000)).await;
+    assert_eq!(ok.len() as u64, K);
+    assert!(denied.iter().all(|r| *r == DenialReason::MonthlyBudget));
+    let global = m.usage(&Scope::Global).await.unwrap();
+    assert_eq!((global.spent_micros, global.reserved_micros), (0, K * 750));
+
+    // Settle every admission twice at once, at 1000 in + 200 out = 150 + 120 = 270.
+    let tasks: Vec<_> = ok
+        .iter()
+        .flat_map(|a| [a.reservation_id, a.reservation_id])
+        .map(|id| {
+            let m = Arc::clone(&m);
+            tokio::spawn(async move { (id, m.settle(id, 1000, 200).await.unwrap()) })
+        })
+        .collect();
+    let mut newly = std::collections::HashMap::new();
+    for t in tasks {
+        let (id, s) = t.await.unwrap();
+        assert_eq!((s.charged_micros, s.released_micros), (270, 480));
+        *newly.entry(id).or_insert(0) += u32::from(s.newly_settled);
+    }
+    assert!(
+        newly.values().all(|n| *n == 1),
+        "each settles exactly once: {newly:?}"
+    );
+    for scope in [
+        Scope::Global,
+        Scope::User("alice".into()),
+        Scope::Role("team".into()),
+    ] {
+        let u = m.usage(&scope).await.unwrap();
+        assert_eq!((u.spent_micros, u.reserved_micros), (K * 270, 0), "{scope}");
+    }
+    // The refund is usable: (K*750 - K*270) / 750 more calls fit, exactly.
+    let (more, _) = burst(&m, 200, call("bob", 1000, 1000)).await;
+    assert_eq!(more.len() as u64, (K * 750 - K * 270) / 750);
+}
+
+/// With a real clock, a burst never gets more than the RPM or TPM limit.
+async fn windows_hold_in_real_time(env: Env) {
+    let m = manager(&env.store, "rpm_limit = 7", Arc::new(SystemClock));
+    let (ok, denied) = burst(&m, 60, call("requests", 1, 0)).await;
+    assert_eq!(ok.len(), 7);
+    assert!(denied.iter().all(|r| *r == DenialReason::Rpm));
+    let u = m.usage(&Scope::User("requests".into())).await.unwrap();
+    assert_eq!(u.requests_last_minute, 7);
+    // 100 tokens each: exactly 10 fit in 1000.
+    let m = manager(
+        &env.store,
+        "[users.tokens]\ntpm_limit = 1000\n",
+        Arc::new(SystemClock),
+    );
+    let (ok, denied) = burst(&m, 60, call("tokens", 60, 40)).await;
+    assert_eq!(ok.len(), 10);
+    assert!(denied.iter().all(|r| *r == DenialReason::Tpm));
+    let u = m.usage(&Scope::User("tokens".into())).await.unwrap();
+    assert_eq!(u.tokens_last_minute, 1000);
+}
+
+/// Release, settlement, expiry through the sweeper, late settlement, soft-limit dedup
+/// across replicas.
+async fn lifecycle(env: Env) {
+    let clock = ManualClock::new(Timestamp::from_unix_secs(1_795_507_200));
+    let toml = "monthly_budget = 0.003\nsoft_limit_pct = 0.5\nreservation_ttl_secs = 30\n";
+    let m = manager(&env.store, toml, Arc::new(clock.clone()));
+    let a = m.authorize(&call("u", 1000, 1000)).await.unwrap();
+    assert!(a.warnings.is_empty());
+    let b = m.authorize(&call("u", 1000, 1000)).await.unwrap();
+    assert_eq!(
+        b.warnings.len(),
+        1,
+        "1500 of 3000 reaches the 50% soft limit"
+    );
+    // A second manager (another replica) sees the event as already raised.
+    let replica = manager(&env.store, toml, Arc::new(clock.clone()));
+    let c = replica.authorize(&call("u", 1000, 1000)).await.unwrap();
+    assert!(c.warnings.is_empty());
+    let d = replica.authorize(&call("u", 1000, 1000)).await.unwrap();
+    assert!(d.warnings.is_empty());
+    let Err(BudgetError::Denied(denial)) = m.authorize(&call("u", 1, 1)).await else {
+        panic!("the budget is full")
+    };
+    assert_eq!(denial.limit_id, "budget.user:u.monthly_budget");
+    assert_eq!((denial.current, denial.limit), (3000, 3000));
+
+    assert!(m.release(a.reservation_id).await.unwrap());
+    assert!(!replica.release(a.reservation_id).await.unwrap());
+    let s = m.settle(d.reservation_id, 1000, 1000).await.unwrap();
+    assert_eq!(
+        (s.charged_micros, s.released_micros, s.newly_settled),
+        (750, 0, true)
+    );
+    clock.advance_secs(31);
+    assert_eq!(m.sweep().await.unwrap(), 2, "b and c expire");
+    assert_eq!(m.sweep().await.unwrap(), 0);
+    let u = m.usage(&Scope::User("u".into())).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (750, 0));
+    // A late settlement of an expired reservation is still charged, once.
+    let late = m.settle(b.reservation_id, 1000, 0).await.unwrap();
+    assert_eq!(
+        (
+            late.charged_micros,
+            late.released_micros,
+            late.newly_settled
+        ),
+        (150, 0, true)
+    );
+    let again = replica.settle(b.reservation_id, 9999, 9999).await.unwrap();
+    assert_eq!((again.charged_micros, again.newly_settled), (150, false));
+    let u = m.usage(&Scope::User("u".into())).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (900, 0));
+    assert!(matches!(
+        m.settle(lexecon_core::ReservationId::new(clock.now(), 7), 1, 1)
+            .await,
+        Err(BudgetError::UnknownReservation(_))
+    ));
+}
+
+macro_rules! suite {
+    ($store:ident) => {
+        mod $store {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn exactly_k_of_200() {
+                let Some(env) = super::$store().await else {
+                    return;
+                };
+                super::exactly_k_of_200(env).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn windows_hold_in_real_time() {
+                let Some(env) = super::$store().await else {
+                    return;
+                };
+                super::windows_hold_in_real_time(env).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn lifecycle() {
+                let Some(env) = super::$store().await else {
+                    return;
+                };
+                super::lifecycle(env).await;
+            }
+        }
+    };
+}
+
+suite!(memory);
+suite!(sqlite);
+suite!(postgres);
+suite!(redis);
+
+/// The workload each of two processes runs against the shared store: 100 calls against a
+/// budget of 37 and 100 against an RPM of 23, all at once.
+const SHARED_CONFIG: &str =
+    "[users.spender]\nmonthly_budget = 0.02775\n[users.caller]\nrpm_limit = 23\n";
+
+async fn shared_workload(store: Arc<dyn BudgetStore>, start_at: i64) -> (usize, usize) {
+    let m = manager(&store, SHARED_CONFIG, Arc::new(SystemClock));
+    // Start together with the other process, so that the calls really interleave.
+    let wait = start_at - SystemClock.now().unix_micros();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_micros(wait.unsigned_abs())).await;
+    }
+    let spend = burst(&m, 100, call("spender", 1000, 1000));
+    let rate = burst(&m, 100, call("caller", 1, 0));
+    let ((spent, _), (called, _)) = tokio::join!(spend, rate);
+    (spent.len(), called.len())
+}
+
+const CHILD_ENV: &str = "LEXECON_BUDGET_TEST_CHILD";
+
+/// Runs this same test in a child process (selected by `CHILD_ENV`) and the workload
+/// here; returns both processes' counts.
+fn two_processes<F, Fut>(test_name: &str, target: &str, open: F) -> [(usize, usize); 2]
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn BudgetStore>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        let (start, target) = spec.split_once('|').unwrap();
+        let store = rt.block_on(open(target.to_owned()));
+        let counts = rt.block_on(shared_workload(store, start.parse().unwrap()));
+        println!("CHILD_COUNTS {} {}", counts.0, counts.1);
+        return [counts, (0, 0)];
+    }
+    let start_at = SystemClock.now().unix_micros() + 2_000_000;
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{start_at}|{target}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = rt.block_on(open(target.to_owned()));
+    let mine = rt.block_on(shared_workload(store, start_at));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD_COUNTS ").map(|(_, counts)| counts))
+        .unwrap_or_else(|| panic!("no counts from the child: {stdout}"));
+    let (a, b) = line.trim().split_once(' ').unwrap();
+    [mine, (a.parse().unwrap(), b.parse().unwrap())]
+}
+
+#[test]
+fn two_processes_share_one_redis() {
+    let target = match std::env::var(CHILD_ENV) {
+        Ok(_) => String::new(),
+        Err(_) => match lexecon_testkit::redis_url_and_prefix() {
+            Some((url, prefix)) => format!("{url} {prefix}"),
+            None => return,
+        },
+    };
+    let counts = two_processes("two_processes_share_one_redis", &target, |t| async move {
+        let (url, prefix) = t.split_once(' ').unwrap();
+        Arc::new(redis_store(url, prefix)) as Arc<dyn BudgetStore>
+    });
+    if std::env::var(CHILD_ENV).is_err() {
+        assert_eq!(counts[0].0 + counts[1].0, 37, "{counts:?}");
+        assert_eq!(counts[0].1 + counts[1].1, 23, "{counts:?}");
+    }
+}
+
+#[test]
+fn two_processes_share_one_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = match std::env::var(CHILD_ENV) {
+        Ok(_) => None,
+        Err(_) => match rt.block_on(lexecon_testkit::PgDatabase::create()) {
+            Some(db) => Some(db),
+            None => return,
+        },
+    };
+    if let Some(db) = &db {
+        rt.block_on(async { pg_store(&db.url).await.migrate().await.unwrap() });
+    }
+    let url = db.as_ref().map(|d| d.url.clone()).unwrap_or_default();
+    let counts = two_processes("two_processes_share_one_postgres", &url, |url| async move {
+        Arc::new(pg_store(&url).await) as Arc<dyn BudgetStore>
+    });
+    if db.is_some() {
+        assert_eq!(counts[0].0 + counts[1].0, 37, "{counts:?}");
+        assert_eq!(counts[0].1 + counts[1].1, 23, "{counts:?}");
+    }
+}
