@@ -1,0 +1,2 @@
+//! Benchmarks of the auth hot path.
+fn main() {}

@@ -1,0 +1,444 @@
+//! Unit tests: roles, the permission table against the `.proto` files and the docs,
+//! TOTP test vectors, and redaction of secrets.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use crate::secret::random_token;
+use crate::*;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every RPC in `proto/lexecon/v1/*.proto` as a full method path.
+fn proto_methods() -> BTreeSet<String> {
+    let dir = workspace_root().join("proto/lexecon/v1");
+    let mut methods = BTreeSet::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "proto"))
+    {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut package = None;
+        let mut service = None;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("//") {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("package ") {
+                package = Some(rest.trim_end_matches(';').trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("service ") {
+                service = Some(rest.split_whitespace().next().unwrap().to_owned());
+            } else if let Some(rest) = line.strip_prefix("rpc ") {
+                let name = rest.split('(').next().unwrap().trim();
+                let pkg = package.as_deref().expect("package before rpc");
+                let svc = service.as_deref().expect("service before rpc");
+                methods.insert(format!("/{pkg}.{svc}/{name}"));
+            }
+        }
+    }
+    methods
+}
+
+#[test]
+fn every_rpc_in_the_protos_is_in_the_table_and_nothing_else() {
+    let from_protos = proto_methods();
+    assert!(
+        from_protos.len() >= 31,
+        "parsed too few rpcs: {from_protos:?}"
+    );
+    let in_table: BTreeSet<String> = PERMISSIONS.iter().map(|(p, _)| (*p).to_owned()).collect();
+    let missing: Vec<_> = from_protos.difference(&in_table).collect();
+    assert!(
+        missing.is_empty(),
+        "rpcs without a permission entry: {missing:?}"
+    );
+    let stale: Vec<_> = in_table.difference(&from_protos).collect();
+    assert!(
+        stale.is_empty(),
+        "permission entries for rpcs that do not exist: {stale:?}"
+    );
+    assert_eq!(
+        in_table.len(),
+        PERMISSIONS.len(),
+        "duplicate entries in the table"
+    );
+    for method in &from_protos {
+        let access = required_access(method);
+        assert_ne!(access, Access::Roles(&[]), "{method} is denied to everyone");
+    }
+}
+
+fn principal(role: Role, kind: PrincipalKind, mfa_verified: bool) -> Principal {
+    Principal {
+        kind,
+        id: "usr_test".into(),
+        name: "test".into(),
+        role,
+        mfa_verified,
+    }
+}
+
+const DEFAULT_MFA_ROLES: &[Role] = &[Role::Admin, Role::ComplianceOfficer];
+
+/// What each role may call beyond the open methods, written out by hand as the
+/// reference the table is checked against.
+fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
+    let viewer = [
+        "DecisionService/VerifyToken",
+        "PolicyService/GetActivePolicy",
+        "PolicyService/ValidatePolicy",
+        "PolicyService/ListPolicyVersions",
+        "PolicyService/Explain",
+        "LedgerService/GetEntries",
+        "LedgerService/GetEntry",
+        "LedgerService/GetCheckpoint",
+        "LedgerService/GetInclusionProof",
+        "LedgerService/GetConsistencyProof",
+        "RiskService/Assess",
+        "BudgetService/GetUsage",
+        "BudgetService/GetLimits",
+        "AuthService/Logout",
+        "AuthService/WhoAmI",
+        "AuthService/EnrollMfa",
+    ];
+    let auditor = ["LedgerService/Verify"];
+    let officer = ["DecisionService/RevokeToken"];
+    let admin = [
+        "DecisionService/Decide",
+        "PolicyService/LoadPolicy",
+        "BudgetService/Authorize",
+        "BudgetService/Settle",
+        "BudgetService/Release",
+        "BudgetService/UpdateLimits",
+        "AuthService/CreateUser",
+        "AuthService/CreateApiKey",
+        "AuthService/RevokeApiKey",
+    ];
+    let agent = [
+        "DecisionService/Decide",
+        "DecisionService/VerifyToken",
+        "BudgetService/Authorize",
+        "BudgetService/Settle",
+        "BudgetService/Release",
+        "RiskService/Assess",
+    ];
+    let mut set = BTreeSet::new();
+    let mut add = |list: &[&'static str]| set.extend(list.iter().copied());
+    match role {
+        Role::Viewer => add(&viewer),
+        Role::Auditor => {
+            add(&viewer);
+            add(&auditor);
+        }
+        Role::ComplianceOfficer => {
+            add(&viewer);
+            add(&auditor);
+            add(&officer);
+        }
+        Role::Admin => {
+            add(&viewer);
+            add(&auditor);
+            add(&officer);
+            add(&admin);
+        }
+        Role::Agent => add(&agent),
+    }
+    set
+}
+
+#[test]
+fn each_role_may_call_exactly_its_methods_and_is_refused_the_rest() {
+    for method in proto_methods() {
+        let short = method.strip_prefix("/lexecon.v1.").unwrap();
+        let open = required_access(&method) == Access::Open;
+        for role in Role::ALL {
+            let kind = if role == Role::Agent {
+                PrincipalKind::ApiKey
+            } else {
+                PrincipalKind::User
+            };
+            let result = check_access(&principal(role, kind, true), &method, DEFAULT_MFA_ROLES);
+            let allowed = open || expected_allowed(role).contains(short);
+            match result {
+                Ok(()) => assert!(allowed, "{role} may call {method} but should not"),
+                Err(e) => {
+                    assert!(!allowed, "{role} is refused {method} but should be allowed");
+                    assert!(e.is_permission_denied(), "{e}");
+                    assert!(!e.is_unauthenticated());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_may_call_only_the_six_service_rpcs() {
+    let allowed: BTreeSet<&str> = PERMISSIONS
+        .iter()
+        .filter(|(_, a)| matches!(a, Access::Roles(r) if r.contains(&Role::Agent)))
+        .map(|(p, _)| *p)
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "/lexecon.v1.DecisionService/Decide",
+        "/lexecon.v1.DecisionService/VerifyToken",
+        "/lexecon.v1.BudgetService/Authorize",
+        "/lexecon.v1.BudgetService/Settle",
+        "/lexecon.v1.BudgetService/Release",
+        "/lexecon.v1.RiskService/Assess",
+    ]
+    .into();
+    assert_eq!(allowed, expected);
+}
+
+#[test]
+fn open_methods_unknown_paths_and_lookalikes() {
+    let check = |path: &str, expect: Access| assert_eq!(required_access(path), expect, "{path}");
+    for open in [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/lexecon.v1.AuthService/Login",
+        "/lexecon.v1.AuthService/VerifyMfa",
+        "/lexecon.v1.AuthService/ListOidcProviders",
+        "/lexecon.v1.AuthService/ExchangeOidcToken",
+    ] {
+        check(open, Access::Open);
+    }
+    for denied in [
+        "",
+        "/",
+        "/lexecon.v1.DecisionService/Unknown",
+        "/lexecon.v1.DecisionService/Decide/",
+        "/lexecon.v1.DecisionService/decide",
+        "/grpc.health.v1.Health/",
+        "/grpc.health.v1.Health/Check/extra",
+        "/grpc.health.v1.HealthX/Check",
+        "/other.Health/Check",
+        "lexecon.v1.DecisionService/Decide",
+    ] {
+        check(denied, Access::Roles(&[]));
+        let admin = principal(Role::Admin, PrincipalKind::ApiKey, false);
+        assert!(
+            check_access(&admin, denied, DEFAULT_MFA_ROLES)
+                .unwrap_err()
+                .is_permission_denied()
+        );
+    }
+}
+
+#[test]
+fn mfa_roles_without_mfa_may_only_enroll() {
+    for role in [Role::Admin, Role::ComplianceOfficer] {
+        let p = principal(role, PrincipalKind::User, false);
+        for m in MFA_ENROLLMENT_METHODS {
+            assert!(check_access(&p, m, DEFAULT_MFA_ROLES).is_ok(), "{role} {m}");
+        }
+        let err = check_access(
+            &p,
+            "/lexecon.v1.LedgerService/GetEntries",
+            DEFAULT_MFA_ROLES,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, AuthError::MfaEnrollmentRequired { .. }),
+            "{err}"
+        );
+        assert!(err.is_permission_denied());
+        // An API key of the same role is a machine credential: not subject to MFA.
+        let key = principal(role, PrincipalKind::ApiKey, false);
+        assert!(
+            check_access(
+                &key,
+                "/lexecon.v1.LedgerService/GetEntries",
+                DEFAULT_MFA_ROLES
+            )
+            .is_ok()
+        );
+    }
+    // A viewer is not required to use MFA by default.
+    let viewer = principal(Role::Viewer, PrincipalKind::User, false);
+    assert!(
+        check_access(
+            &viewer,
+            "/lexecon.v1.LedgerService/GetEntries",
+            DEFAULT_MFA_ROLES
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn security_doc_permission_table_matches_the_code() {
+    let path = workspace_root().join("docs/security.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = (
+        "<!-- permission-table:start -->\n",
+        "<!-- permission-table:end -->",
+    );
+    let begin = doc.find(start).expect("start marker in docs/security.md") + start.len();
+    let finish = doc.find(end).expect("end marker in docs/security.md");
+    let generated = permission_table_markdown();
+    if doc[begin..finish] != generated {
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            let updated = format!("{}{}{}", &doc[..begin], generated, &doc[finish..]);
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            panic!(
+                "docs/security.md permission table is stale; rerun with UPDATE_EXPECT=1\n{generated}"
+            );
+        }
+    }
+}
+
+#[test]
+fn roles_parse_and_display_their_names() {
+    for role in Role::ALL {
+        assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
+    }
+    assert_eq!(
+        "compliance_officer".parse::<Role>().unwrap(),
+        Role::ComplianceOfficer
+    );
+    for bad in ["", "Admin", "root", "compliance-officer", " admin"] {
+        let err = bad.parse::<Role>().unwrap_err();
+        assert!(err.to_string().contains("use viewer, auditor"), "{err}");
+    }
+    assert!(Role::Viewer < Role::Auditor && Role::ComplianceOfficer < Role::Admin);
+}
+
+/// RFC 6238 appendix B, SHA-1 rows: the seed is the ASCII "12345678901234567890" and
+/// the codes have 8 digits.
+#[test]
+fn totp_rfc6238_appendix_b_sha1_vectors() {
+    let seed = b"12345678901234567890";
+    let check = |unix: i64, expect: &str| {
+        assert_eq!(
+            totp::code_at_step(seed, totp::step_at(unix), 8),
+            expect,
+            "t = {unix}"
+        );
+    };
+    check(59, "94287082");
+    check(1_111_111_109, "07081804");
+    check(1_111_111_111, "14050471");
+    check(1_234_567_890, "89005924");
+    check(2_000_000_000, "69279037");
+    check(20_000_000_000, "65353130");
+    // RFC 4226 appendix D: HOTP with the same seed, 6 digits.
+    let hotp: Vec<u32> = (0..10).map(|c| totp::hotp(seed, c, 6)).collect();
+    assert_eq!(
+        hotp,
+        [
+            755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489
+        ]
+    );
+}
+
+#[test]
+fn totp_accepts_one_step_of_drift_and_no_more() {
+    let seed = b"12345678901234567890";
+    let now = totp::step_at(1_234_567_890);
+    for (offset, expect) in [
+        (-2, None),
+        (-1, Some(now - 1)),
+        (0, Some(now)),
+        (1, Some(now + 1)),
+        (2, None),
+    ] {
+        let code = totp::code_at_step(seed, now + offset, 6);
+        assert_eq!(
+            totp::matching_step(seed, &code, now),
+            expect,
+            "offset {offset}"
+        );
+    }
+    for bad in ["", "12345", "1234567", "abcdef", " 12345"] {
+        assert_eq!(totp::matching_step(seed, bad, now), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn otpauth_uri_names_issuer_account_and_parameters() {
+    expect_test::expect![[r#"otpauth://totp/Lexecon:alice%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=Lexecon&algorithm=SHA1&digits=6&period=30"#]]
+        .assert_eq(&totp::otpauth_uri("Lexecon", "alice@example.com", "JBSWY3DPEHPK3PXP"));
+}
+
+#[test]
+fn random_tokens_have_prefix_and_256_bits() {
+    let mut rng = rand::rngs::OsRng;
+    let a = random_token(&mut rng, SESSION_PREFIX);
+    let b = random_token(&mut rng, SESSION_PREFIX);
+    assert_ne!(a, b);
+    assert!(a.expose().starts_with("lxs_"));
+    assert_eq!(a.expose().len(), 4 + 43);
+}
+
+#[test]
+fn debug_of_secrets_is_redacted() {
+    let secret = "lxs_THIS-IS-THE-SECRET-VALUE";
+    let s = SecretString::new(secret);
+    let session = Session {
+        token: s.clone(),
+        expires_at: lexecon_core::Timestamp::EPOCH,
+        idle_timeout_secs: 900,
+        mfa_verified: false,
+    };
+    let texts = [
+        format!("{s:?}"),
+        format!("{s}"),
+        format!("{session:?}"),
+        format!(
+            "{:?}",
+            LoginOutcome::MfaRequired {
+                challenge: s.clone()
+            }
+        ),
+        format!(
+            "{:?}",
+            CreatedApiKey {
+                key_id: "key_1".into(),
+                api_key: s.clone()
+            }
+        ),
+        format!(
+            "{:?}",
+            MfaEnrollment {
+                secret_base32: s.clone(),
+                otpauth_uri: s.clone(),
+                backup_codes: vec![s.clone()],
+            }
+        ),
+        format!(
+            "{:?}",
+            UserRecord {
+                id: "usr_1".into(),
+                username: "alice".into(),
+                password_hash: Some(secret.into()),
+                role: Role::Viewer,
+                created_at: lexecon_core::Timestamp::EPOCH,
+                failed_logins: 0,
+                locked_until: None,
+                mfa_enabled: false,
+            }
+        ),
+        format!(
+            "{:?}",
+            MfaRecord {
+                totp_secret: secret.as_bytes().to_vec(),
+                last_used_step: None
+            }
+        ),
+    ];
+    for text in texts {
+        assert!(!text.contains("SECRET"), "secret leaked: {text}");
+        assert!(text.contains("redacted"), "{text}");
+    }
+}
