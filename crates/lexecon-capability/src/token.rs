@@ -19,7 +19,7 @@ pub const TOKEN_PREFIX: &str = "lxc1.";
 pub const PAYLOAD_DOMAIN: &str = "lexecon/capability-token/v1";
 
 /// Longest token string accepted, checked before any decoding. Generous: a token with
-/// every name at its maximum length is about 1,600 characters.
+/// every name at its maximum length is about 1,520 characters.
 pub const MAX_TOKEN_LEN: usize = 2048;
 
 /// Longest audience accepted, in bytes.

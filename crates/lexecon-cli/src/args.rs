@@ -29,6 +29,12 @@ pub(crate) enum Command {
     /// Load generators against a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Capability tokens: verify one offline.
+    #[command(subcommand)]
+    Token(crate::commands::token::TokenCommand),
+    /// The node's signing key: rotate it.
+    #[command(subcommand)]
+    Keys(crate::commands::token::KeysCommand),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`

@@ -2,6 +2,7 @@
 
 pub(crate) mod client;
 pub(crate) mod decide;
+pub(crate) mod token;
 
 use clap::CommandFactory;
 
@@ -15,6 +16,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
     match cli.command {
         Command::Decide(args) => decide::run_decide(&args),
         Command::Bench(BenchCommand::Decide(args)) => decide::run_bench(&args),
+        Command::Token(cmd) => token::run_token(&cmd),
+        Command::Keys(cmd) => token::run_keys(&cmd),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "lexecon", &mut std::io::stdout());
