@@ -24,11 +24,24 @@ pub(crate) struct Cli {
 /// Every `lexecon` command.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Create a data directory: configuration, keys, starter policy, database, admin token.
+    Init(crate::commands::service::InitArgs),
+    /// Run the gRPC server (initialising the data directory first if needed).
+    Server(crate::commands::service::ServerArgs),
+    /// Users of the local database.
+    #[command(subcommand)]
+    User(crate::commands::service::UserCommand),
+    /// API keys of the local database.
+    #[command(subcommand)]
+    Apikey(crate::commands::service::ApiKeyCommand),
     /// Ask a server whether an action may go ahead (DecisionService/Decide).
     Decide(crate::commands::decide::DecideArgs),
     /// Load generators against a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Policy files: check, test, explain and hash them, without a server.
+    #[command(subcommand)]
+    Policy(crate::commands::policy::PolicyCommand),
     /// Capability tokens: verify one offline.
     #[command(subcommand)]
     Token(crate::commands::token::TokenCommand),

@@ -223,6 +223,8 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[risk]`: weights, thresholds and rules (see docs/risk.md).
+    pub risk: lexecon_risk::RiskConfig,
     /// The data directory the configuration was loaded for (not a key).
     #[serde(skip)]
     pub data_dir: PathBuf,

@@ -5,15 +5,19 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPoolOptions, PgPool};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// The database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbError {
     /// Opening failed.
-    #[error("cannot open database {url}: {source}; check database.url and that the server is running")]
+    #[error(
+        "cannot open database {url}: {source}; check database.url and that the server is running"
+    )]
     Open {
         /// The URL, with any password removed.
         url: String,
@@ -31,6 +35,9 @@ pub enum DbError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// Another store's setup failed.
+    #[error("database error: {0}")]
+    Other(String),
 }
 
 /// An open pool on one of the supported databases.
@@ -44,8 +51,12 @@ pub enum Database {
 
 /// `url` with the password, if any, replaced by `***` (for messages and logs).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
@@ -55,7 +66,10 @@ pub fn redact_url(url: &str) -> String {
 impl Database {
     /// Opens (creating an SQLite file if needed) the database at `url`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Database, DbError> {
-        let open_err = |source| DbError::Open { url: redact_url(url), source };
+        let open_err = |source| DbError::Open {
+            url: redact_url(url),
+            source,
+        };
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(open_err)?
@@ -65,14 +79,22 @@ impl Database {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
-                .max_connections(if max_connections == 0 { 8 } else { max_connections })
+                .max_connections(if max_connections == 0 {
+                    8
+                } else {
+                    max_connections
+                })
                 .connect_with(options)
                 .await
                 .map_err(open_err)?;
             Ok(Database::Sqlite(pool))
         } else {
             let pool = PgPoolOptions::new()
-                .max_connections(if max_connections == 0 { 16 } else { max_connections })
+                .max_connections(if max_connections == 0 {
+                    16
+                } else {
+                    max_connections
+                })
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await
@@ -83,7 +105,10 @@ impl Database {
 
     /// Runs the engine's own migrations.
     pub async fn migrate_engine(&self) -> Result<(), DbError> {
-        let err = |source| DbError::Migrate { component: "engine", source };
+        let err = |source| DbError::Migrate {
+            component: "engine",
+            source,
+        };
         match self {
             Database::Sqlite(pool) => {
                 let mut m = sqlx::migrate!("./migrations/sqlite");
@@ -113,7 +138,10 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }

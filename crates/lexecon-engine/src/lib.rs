@@ -7,5 +7,11 @@
 
 pub mod config;
 pub mod db;
+pub mod decision;
+mod engine;
+pub mod init;
+pub mod policy;
 
 pub use config::{Config, ConfigError};
+pub use decision::Decision;
+pub use engine::{Engine, EngineError, PolicyRecord, TokenCheck, auth_service, migrate_all};

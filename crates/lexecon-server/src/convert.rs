@@ -1,7 +1,9 @@
 //! Proto <-> domain conversions, by hand, at the edge. Every field of a request is
 //! validated here, and a bad one becomes `INVALID_ARGUMENT` naming the field.
 
-use lexecon_core::{ActionRequest, LlmUsage, Outcome, PolicyMode, RequestError, RiskLevel, Timestamp};
+use lexecon_core::{
+    ActionRequest, LlmUsage, Outcome, PolicyMode, RequestError, RiskLevel, Timestamp,
+};
 use lexecon_proto::v1 as pb;
 use tonic::Status;
 
@@ -61,7 +63,10 @@ pub fn timestamp_to_pb(ts: Timestamp) -> lexecon_proto::prost_types::Timestamp {
 }
 
 /// The fields shared by Decide, Explain and Assess, validated into a domain request.
-#[allow(clippy::too_many_arguments, reason = "mirrors the proto fields one to one")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the proto fields one to one"
+)]
 pub fn action_request(
     actor: &str,
     proposed_action: &str,
@@ -80,11 +85,15 @@ pub fn action_request(
     }
     req.user_intent = user_intent.to_owned();
     for class in data_classes {
-        req.data_classes.push(lexecon_core::DataClass::new(class.as_str()).map_err(|e| invalid(&e.into()))?);
+        req.data_classes
+            .push(lexecon_core::DataClass::new(class.as_str()).map_err(|e| invalid(&e.into()))?);
     }
     req.risk_level = ActionRequest::parse_risk_level(risk_level).map_err(|e| invalid(&e))?;
     req.mode = mode_from_pb(policy_mode)?;
-    req.context = context.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    req.context = context
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if let Some(llm) = llm {
         req.llm = Some(LlmUsage {
             model: llm.model.clone(),
@@ -112,9 +121,14 @@ pub fn decide_request(r: &pb::DecideRequest) -> Result<(ActionRequest, Option<St
         r.llm.as_ref(),
     )?;
     if r.request_id.len() > 128 || r.request_id.chars().any(char::is_control) {
-        return Err(Status::invalid_argument("request_id must be at most 128 bytes without control characters"));
+        return Err(Status::invalid_argument(
+            "request_id must be at most 128 bytes without control characters",
+        ));
     }
-    Ok((req, (!r.request_id.is_empty()).then(|| r.request_id.clone())))
+    Ok((
+        req,
+        (!r.request_id.is_empty()).then(|| r.request_id.clone()),
+    ))
 }
 
 #[cfg(test)]
@@ -132,7 +146,12 @@ mod tests {
 
     #[test]
     fn a_valid_request_converts() {
-        let (req, id) = decide_request(&pb::DecideRequest { risk_level: 3, request_id: "r1".into(), ..base() }).unwrap();
+        let (req, id) = decide_request(&pb::DecideRequest {
+            risk_level: 3,
+            request_id: "r1".into(),
+            ..base()
+        })
+        .unwrap();
         assert_eq!(req.actor.as_str(), "ai_agent:support");
         assert_eq!(req.risk_level, Some(3));
         assert_eq!(id.as_deref(), Some("r1"));
@@ -141,21 +160,85 @@ mod tests {
     #[test]
     fn every_bad_field_is_invalid_argument_naming_it() {
         let cases: Vec<(pb::DecideRequest, &str)> = vec![
-            (pb::DecideRequest { actor: "x".repeat(300), ..base() }, "actor"),
-            (pb::DecideRequest { actor: "bad actor".into(), ..base() }, "actor"),
-            (pb::DecideRequest { proposed_action: String::new(), ..base() }, "proposed_action"),
-            (pb::DecideRequest { tool: "t*".into(), ..base() }, "tool"),
-            (pb::DecideRequest { data_classes: vec!["p ii".into()], ..base() }, "data_classes"),
-            (pb::DecideRequest { risk_level: 9, ..base() }, "risk_level"),
-            (pb::DecideRequest { policy_mode: 42, ..base() }, "policy_mode"),
-            (pb::DecideRequest { context: [("k".to_owned(), "v\n".to_owned())].into(), ..base() }, "context.k"),
-            (pb::DecideRequest { request_id: "r".repeat(200), ..base() }, "request_id"),
-            (pb::DecideRequest { llm: Some(pb::LlmUsage::default()), ..base() }, "llm.model"),
+            (
+                pb::DecideRequest {
+                    actor: "x".repeat(300),
+                    ..base()
+                },
+                "actor",
+            ),
+            (
+                pb::DecideRequest {
+                    actor: "bad actor".into(),
+                    ..base()
+                },
+                "actor",
+            ),
+            (
+                pb::DecideRequest {
+                    proposed_action: String::new(),
+                    ..base()
+                },
+                "proposed_action",
+            ),
+            (
+                pb::DecideRequest {
+                    tool: "t*".into(),
+                    ..base()
+                },
+                "tool",
+            ),
+            (
+                pb::DecideRequest {
+                    data_classes: vec!["p ii".into()],
+                    ..base()
+                },
+                "data_classes",
+            ),
+            (
+                pb::DecideRequest {
+                    risk_level: 9,
+                    ..base()
+                },
+                "risk_level",
+            ),
+            (
+                pb::DecideRequest {
+                    policy_mode: 42,
+                    ..base()
+                },
+                "policy_mode",
+            ),
+            (
+                pb::DecideRequest {
+                    context: [("k".to_owned(), "v\n".to_owned())].into(),
+                    ..base()
+                },
+                "context.k",
+            ),
+            (
+                pb::DecideRequest {
+                    request_id: "r".repeat(200),
+                    ..base()
+                },
+                "request_id",
+            ),
+            (
+                pb::DecideRequest {
+                    llm: Some(pb::LlmUsage::default()),
+                    ..base()
+                },
+                "llm.model",
+            ),
         ];
         for (request, field) in cases {
             let status = decide_request(&request).unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument);
-            assert!(status.message().starts_with(field), "{field}: {}", status.message());
+            assert!(
+                status.message().starts_with(field),
+                "{field}: {}",
+                status.message()
+            );
         }
     }
 

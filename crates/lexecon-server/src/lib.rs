@@ -1,9 +1,247 @@
 //! The Lexecon gRPC server.
 //!
 //! A thin adapter: converts `lexecon.v1` messages to engine types and back by hand
-//! ([`convert`]), authenticates and authorizes every call, and serves health, reflection
-//! and Prometheus metrics ([`metrics`]). It owns no decision logic; handlers delegate to
-//! the engine.
+//! ([`convert`]), authenticates and authorizes every call ([`auth`]), and serves health,
+//! reflection and Prometheus metrics ([`metrics`]). It owns no decision logic; handlers
+//! delegate to the engine. [`serve`] runs it until SIGTERM or SIGINT, reloading the
+//! policy on SIGHUP, and shuts down gracefully: health goes NOT_SERVING, in-flight calls
+//! drain, the ledger flushes and signs a final checkpoint.
 
+pub mod auth;
 pub mod convert;
 pub mod metrics;
+pub mod services;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lexecon_engine::Engine;
+use lexecon_proto::v1::decision_service_server::DecisionServiceServer;
+use lexecon_proto::v1::ledger_service_server::LedgerServiceServer;
+use lexecon_proto::v1::policy_service_server::PolicyServiceServer;
+use lexecon_proto::v1::risk_service_server::RiskServiceServer;
+use tokio::sync::watch;
+use tonic_health::ServingStatus;
+
+use crate::auth::{AuthLayer, Authenticator};
+use crate::metrics::Metrics;
+use crate::services::Shared;
+
+/// The server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}; choose another address (--listen / server.listen)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The engine failed at shutdown.
+    #[error(transparent)]
+    Engine(#[from] lexecon_engine::EngineError),
+    /// An IO error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Where to listen.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// gRPC.
+    pub grpc: SocketAddr,
+    /// Prometheus metrics.
+    pub metrics: SocketAddr,
+}
+
+/// What stops the server: resolves on SIGTERM or SIGINT (and, in tests, when told).
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Resolves on SIGTERM or SIGINT.
+pub fn shutdown_signal() -> Shutdown {
+    Box::pin(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                        _ = int.recv() => tracing::info!("SIGINT: draining"),
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    })
+}
+
+/// Reloads the policy file on every SIGHUP until the server stops.
+fn spawn_sighup_reload(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    match engine.reload_policy_file().await {
+                        Ok(p) => tracing::info!(policy = p.compiled.name(), hash = %p.compiled.hash_hex(), "SIGHUP: policy reloaded"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: policy refused; the previous policy stays active"),
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    });
+}
+
+/// Serves every service until `shutdown` resolves, then drains and flushes.
+///
+/// `on_ready` is called once the listeners are bound and health says SERVING, with
+/// the bound gRPC address (useful when listening on port 0).
+pub async fn serve(
+    engine: Arc<Engine>,
+    listen: Listen,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(SocketAddr, SocketAddr) + Send,
+) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let shared = Shared {
+        engine: Arc::clone(&engine),
+        metrics: Arc::clone(&metrics),
+    };
+    let authenticator = Arc::new(Authenticator::new(
+        Arc::clone(engine.auth()),
+        Arc::clone(&metrics),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lexecon_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lexecon_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max = engine.config().server.max_request_bytes;
+    let grpc_listener = tokio::net::TcpListener::bind(listen.grpc)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen.grpc,
+            source,
+        })?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let metrics_listener = metrics::bind_metrics(listen.metrics)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen.metrics,
+            source,
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_task = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(metrics::serve_metrics(
+            metrics_listener,
+            Arc::clone(&metrics),
+            async move {
+                let _ = stop.changed().await;
+            },
+        ))
+    };
+    spawn_sighup_reload(Arc::clone(&engine), stop_rx.clone());
+
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .layer(AuthLayer::new(authenticator))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            DecisionServiceServer::new(services::decision::DecisionSvc(shared.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            PolicyServiceServer::new(services::policy::PolicySvc(shared.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            LedgerServiceServer::new(services::ledger::LedgerSvc(shared.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            RiskServiceServer::new(services::risk::RiskSvc(shared.clone()))
+                .max_decoding_message_size(max),
+        );
+
+    // Health: SERVING only now that the database, the ledger writer and the policy are up.
+    for name in [
+        "",
+        "lexecon.v1.DecisionService",
+        "lexecon.v1.PolicyService",
+        "lexecon.v1.LedgerService",
+        "lexecon.v1.RiskService",
+    ] {
+        health_reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    on_ready(grpc_addr, metrics_addr);
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "serving");
+
+    let draining = {
+        let health = health_reporter.clone();
+        async move {
+            shutdown.await;
+            for name in [
+                "",
+                "lexecon.v1.DecisionService",
+                "lexecon.v1.PolicyService",
+                "lexecon.v1.LedgerService",
+                "lexecon.v1.RiskService",
+            ] {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+        }
+    };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+    let grace = Duration::from_secs(engine.config().server.shutdown_grace_secs);
+    let served = router.serve_with_incoming_shutdown(incoming, draining);
+    let result = served.await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(grace, metrics_task).await;
+    // The router has drained in-flight calls; flush the ledger and sign the last checkpoint.
+    engine.shutdown().await?;
+    tracing::info!("stopped");
+    result.map_err(ServeError::from)
+}

@@ -59,19 +59,47 @@ impl Metrics {
         let decisions = Family::<OutcomeLabel, Counter>::default();
         registry.register("decisions", "Decisions by outcome", decisions.clone());
         let decision_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("decision_latency_seconds", "Time to decide, including the durable ledger append", decision_latency.clone());
+        registry.register(
+            "decision_latency_seconds",
+            "Time to decide, including the durable ledger append",
+            decision_latency.clone(),
+        );
         let ledger_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register("ledger_batch_size", "Entries per ledger commit", ledger_batch_size.clone());
+        registry.register(
+            "ledger_batch_size",
+            "Entries per ledger commit",
+            ledger_batch_size.clone(),
+        );
         let ledger_commit_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("ledger_commit_latency_seconds", "Ledger commit latency", ledger_commit_latency.clone());
+        registry.register(
+            "ledger_commit_latency_seconds",
+            "Ledger commit latency",
+            ledger_commit_latency.clone(),
+        );
         let budget_denials = Family::<ReasonLabel, Counter>::default();
-        registry.register("budget_denials", "LLM budget, rate and model-access denials by reason", budget_denials.clone());
+        registry.register(
+            "budget_denials",
+            "LLM budget, rate and model-access denials by reason",
+            budget_denials.clone(),
+        );
         let auth_failures = Family::<ReasonLabel, Counter>::default();
-        registry.register("auth_failures", "Authentication and authorization failures by reason", auth_failures.clone());
+        registry.register(
+            "auth_failures",
+            "Authentication and authorization failures by reason",
+            auth_failures.clone(),
+        );
         let invalid_requests = Family::<ReasonLabel, Counter>::default();
-        registry.register("invalid_requests", "Requests refused as malformed, by field", invalid_requests.clone());
+        registry.register(
+            "invalid_requests",
+            "Requests refused as malformed, by field",
+            invalid_requests.clone(),
+        );
         let build = Family::<BuildLabel, Gauge>::default();
-        build.get_or_create(&BuildLabel { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        build
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
         registry.register("build_info", "Build information", build);
         Metrics {
             registry,
@@ -87,7 +115,11 @@ impl Metrics {
 
     /// Records one decision.
     pub fn decided(&self, outcome: &str, elapsed: Duration) {
-        self.decisions.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc();
+        self.decisions
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
         self.decision_latency.observe(elapsed.as_secs_f64());
     }
 
@@ -119,13 +151,18 @@ pub async fn serve_metrics(
             let metrics = Arc::clone(&metrics);
             async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     metrics.encode(),
                 )
             }
         }),
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Binds the metrics listener, naming the address when it is taken.
@@ -143,7 +180,11 @@ mod tests {
     fn exposition_names_every_metric() {
         let m = Metrics::new();
         m.decided("approved", Duration::from_micros(120));
-        m.budget_denials.get_or_create(&ReasonLabel { reason: "rpm".into() }).inc();
+        m.budget_denials
+            .get_or_create(&ReasonLabel {
+                reason: "rpm".into(),
+            })
+            .inc();
         let text = m.encode();
         for name in [
             "lexecon_decisions_total{outcome=\"approved\"} 1",

@@ -2,6 +2,8 @@
 
 pub(crate) mod client;
 pub(crate) mod decide;
+pub(crate) mod policy;
+pub(crate) mod service;
 pub(crate) mod token;
 
 use clap::CommandFactory;
@@ -14,8 +16,13 @@ use crate::{
 /// Runs one parsed command.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
     match cli.command {
+        Command::Init(args) => service::run_init(&args),
+        Command::Server(args) => service::run_server(&args),
+        Command::User(cmd) => service::run_user(&cmd),
+        Command::Apikey(cmd) => service::run_apikey(&cmd),
         Command::Decide(args) => decide::run_decide(&args),
         Command::Bench(BenchCommand::Decide(args)) => decide::run_bench(&args),
+        Command::Policy(cmd) => policy::run(&cmd),
         Command::Token(cmd) => token::run_token(&cmd),
         Command::Keys(cmd) => token::run_keys(&cmd),
         Command::Completions { shell } => {

@@ -1,0 +1,341 @@
+//! `lexecon init`, `lexecon server`, `lexecon user add`, `lexecon apikey create`: the
+//! commands that own a data directory.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use lexecon_auth::Role;
+use lexecon_core::{Clock, SystemClock, Timestamp};
+use lexecon_engine::config::{Config, LogFormat, Sources, is_initialised};
+use lexecon_engine::db::Database;
+use lexecon_engine::init::{InitOptions, init};
+use lexecon_engine::{Engine, auth_service, migrate_all};
+
+use super::client::runtime;
+use crate::Verdict;
+
+/// `--data-dir` and `--config` for commands that read local state.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LocalArgs {
+    /// The data directory.
+    #[arg(long, value_name = "DIR", default_value = ".lexecon")]
+    pub data_dir: PathBuf,
+    /// A configuration file instead of DIR/lexecon.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl LocalArgs {
+    pub(crate) fn load(&self) -> Result<Config> {
+        Ok(Config::load(&Sources {
+            data_dir: Some(self.data_dir.clone()),
+            config_file: self.config.clone(),
+        })?)
+    }
+}
+
+/// `lexecon init`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Creates DIR/lexecon.toml (every key with its default), DIR/keys/node.ed25519 (0600) and
+.pub, DIR/policy.toml (a strict starter policy), DIR/lexecon.db (migrated) and
+DIR/admin.token (0600, an admin API key the CLI uses by default). With --rsa, also an
+RSA-4096 key that co-signs ledger checkpoints.
+
+Example:
+  lexecon init --data-dir /var/lib/lexecon --node-id eu-1")]
+pub(crate) struct InitArgs {
+    /// The data directory to create.
+    #[arg(long, value_name = "DIR", default_value = ".lexecon")]
+    pub data_dir: PathBuf,
+    /// A name for this node (checkpoint origins, logs).
+    #[arg(long, value_name = "ID", default_value = "lexecon-1")]
+    pub node_id: String,
+    /// Also create an RSA-4096 key that co-signs ledger checkpoints.
+    #[arg(long)]
+    pub rsa: bool,
+    /// Replace an initialised directory; its files are moved to DIR/backup-<time>/ first.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub(crate) fn run_init(args: &InitArgs) -> Result<Verdict> {
+    if args.node_id.is_empty()
+        || !args
+            .node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        bail!(
+            "--node-id must be letters, digits, - _ or ., got {:?}",
+            args.node_id
+        );
+    }
+    let rt = runtime()?;
+    let options = InitOptions {
+        data_dir: args.data_dir.clone(),
+        node_id: args.node_id.clone(),
+        rsa: args.rsa,
+        force: args.force,
+    };
+    let done = rt.block_on(init(&options, Arc::new(SystemClock)))?;
+    if let Some(backup) = &done.backup {
+        println!("moved the previous files to {}", backup.display());
+    }
+    println!("initialised {}", done.data_dir.display());
+    println!(
+        "  node key:    {}/keys/node.ed25519 (key id {})",
+        done.data_dir.display(),
+        done.key_id
+    );
+    if done.rsa {
+        println!(
+            "  rsa key:     {}/keys/node.rsa4096.pem",
+            done.data_dir.display()
+        );
+    }
+    println!("  policy:      {}/policy.toml", done.data_dir.display());
+    println!("  admin token: {}", done.admin_token_file.display());
+    println!(
+        "next: lexecon server --data-dir {}",
+        done.data_dir.display()
+    );
+    Ok(Verdict::Yes)
+}
+
+/// `lexecon server`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Serves gRPC (DecisionService, PolicyService, LedgerService, RiskService, health,
+reflection) and Prometheus metrics. On a directory that is not initialised it runs
+`lexecon init` first (zero-config start) and prints where the admin token is.
+SIGTERM/SIGINT drain in-flight calls, flush the ledger and sign a final checkpoint;
+SIGHUP reloads the policy file (an invalid file is refused and the old policy stays).
+
+Examples:
+  lexecon server
+  lexecon server --data-dir /var/lib/lexecon --listen 0.0.0.0:50051
+  LEXECON_DATABASE__URL=postgres://lexecon@db/lexecon lexecon server")]
+pub(crate) struct ServerArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// gRPC address [default: server.listen, 127.0.0.1:50051].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// gRPC port on the configured host (shorthand for --listen).
+    #[arg(long, value_name = "N", conflicts_with = "listen")]
+    pub port: Option<u16>,
+    /// Metrics address [default: server.metrics_listen, 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LEXECON_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+pub(crate) fn run_server(args: &ServerArgs) -> Result<Verdict> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        if args.local.config.is_none() && !is_initialised(&args.local.data_dir) {
+            let options = InitOptions {
+                data_dir: args.local.data_dir.clone(),
+                node_id: "lexecon-1".to_owned(),
+                rsa: false,
+                force: false,
+            };
+            let done = init(&options, Arc::new(SystemClock)).await?;
+            eprintln!(
+                "initialised {} (admin token: {})",
+                done.data_dir.display(),
+                done.admin_token_file.display()
+            );
+        }
+        let config = args.local.load()?;
+        init_tracing(&config);
+        let mut grpc = args.listen.unwrap_or(config.server.listen);
+        if let Some(port) = args.port {
+            grpc.set_port(port);
+        }
+        let listen = lexecon_server::Listen {
+            grpc,
+            metrics: args.metrics_listen.unwrap_or(config.server.metrics_listen),
+        };
+        let token_file = config.admin_token_file();
+        let engine = Arc::new(Engine::open(config, Arc::new(SystemClock)).await?);
+        lexecon_server::serve(
+            engine,
+            listen,
+            lexecon_server::shutdown_signal(),
+            |grpc, metrics| {
+                eprintln!("lexecon: serving gRPC on {grpc}, metrics on http://{metrics}/metrics");
+                if token_file.exists() {
+                    eprintln!("lexecon: admin token in {}", token_file.display());
+                }
+            },
+        )
+        .await?;
+        Ok(Verdict::Yes)
+    })
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
+}
+
+/// `lexecon user ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum UserCommand {
+    /// Create a user in the local database.
+    #[command(after_long_help = "\
+The password is read from the first line of standard input with --password-stdin;
+otherwise a random one is generated and printed once. Roles: viewer, auditor,
+compliance_officer, admin (agent is for API keys). admin and compliance_officer must
+enroll in TOTP MFA before they get a full session.
+
+Example:
+  echo 'correct horse battery staple' | lexecon user add alice --role auditor --password-stdin")]
+    Add {
+        /// The user name.
+        name: String,
+        /// The role.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+}
+
+/// `lexecon apikey ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ApiKeyCommand {
+    /// Create an API key in the local database; it is printed once and stored only as a hash.
+    #[command(after_long_help = "\
+Example:
+  lexecon apikey create --name billing-agent --role agent --expires-in-days 90")]
+    Create {
+        /// A name for the key.
+        #[arg(long)]
+        name: String,
+        /// The role: agent for services that ask for decisions; viewer, auditor,
+        /// compliance_officer or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Expire the key after this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+}
+
+async fn open_auth(local: &LocalArgs) -> Result<(lexecon_auth::AuthService, Database)> {
+    let config = local.load()?;
+    if local.config.is_none() && !is_initialised(&local.data_dir) && config.database.url.is_none() {
+        bail!(
+            "{} is not initialised; run `lexecon init --data-dir {}` first",
+            local.data_dir.display(),
+            local.data_dir.display()
+        );
+    }
+    let db = Database::connect(&config.database_url(), 2).await?;
+    migrate_all(&db).await?;
+    Ok((auth_service(&db, Arc::new(SystemClock)), db))
+}
+
+pub(crate) fn run_user(cmd: &UserCommand) -> Result<Verdict> {
+    let UserCommand::Add {
+        name,
+        role,
+        password_stdin,
+        local,
+    } = cmd;
+    let (password, generated) = if *password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+    } else {
+        (random_password(), true)
+    };
+    let rt = runtime()?;
+    let created = rt.block_on(async {
+        let (auth, db) = open_auth(local).await?;
+        let created = auth.create_user(name, &password, *role).await;
+        db.close().await;
+        anyhow::Ok(created?)
+    })?;
+    println!("created user {name} ({role}) with id {}", created.user_id);
+    if generated {
+        println!("password (shown once): {password}");
+    }
+    if created.mfa_required {
+        println!("this role requires MFA: log in, then call AuthService/EnrollMfa");
+    }
+    Ok(Verdict::Yes)
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..20)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+pub(crate) fn run_apikey(cmd: &ApiKeyCommand) -> Result<Verdict> {
+    let ApiKeyCommand::Create {
+        name,
+        role,
+        expires_in_days,
+        json,
+        local,
+    } = cmd;
+    let rt = runtime()?;
+    let expires = expires_in_days.map(|d| SystemClock.now().add_secs(i64::from(d) * 86_400));
+    let created = rt.block_on(async {
+        let (auth, db) = open_auth(local).await?;
+        let created = auth.create_api_key(name, *role, expires).await;
+        db.close().await;
+        anyhow::Ok(created?)
+    })?;
+    if *json {
+        let v = serde_json::json!({
+            "key_id": created.key_id,
+            "api_key": created.api_key.expose(),
+            "role": role.to_string(),
+            "expires_at": expires.map(Timestamp::to_rfc3339),
+        });
+        println!("{v}");
+    } else {
+        println!("created API key {} ({name}, {role})", created.key_id);
+        println!(
+            "key (shown once, stored only as a hash): {}",
+            created.api_key.expose()
+        );
+    }
+    Ok(Verdict::Yes)
+}

@@ -1,0 +1,64 @@
+//! A decision as the engine returns it and records it.
+
+use lexecon_core::{DecisionId, Outcome, PolicyMode, RiskLevel, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// One factor of a risk dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactorView {
+    /// The rule that fired.
+    pub rule_id: String,
+    /// The points it added.
+    pub points: u8,
+    /// What it means.
+    pub description: String,
+}
+
+/// One risk dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DimensionView {
+    /// security, privacy, compliance, operational, reputational or financial.
+    pub dimension: String,
+    /// 0..=100.
+    pub score: u8,
+    /// The rules behind the score.
+    pub factors: Vec<FactorView>,
+}
+
+/// The decision, everything a caller gets back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `dec_` + ULID.
+    pub decision_id: DecisionId,
+    /// The caller's idempotency key, if any.
+    pub request_id: Option<String>,
+    /// What was decided.
+    pub outcome: Outcome,
+    /// The effective mode.
+    pub effective_mode: PolicyMode,
+    /// One human sentence.
+    pub reasoning: String,
+    /// Deciding relation ids or limit ids.
+    pub reasons: Vec<String>,
+    /// The risk level.
+    pub risk_level: RiskLevel,
+    /// The overall risk score.
+    pub risk_score: u8,
+    /// The six dimensions, in the order security, privacy, compliance, operational,
+    /// reputational, financial.
+    pub risk_dimensions: Vec<DimensionView>,
+    /// The capability token, when approved.
+    pub capability_token: Option<String>,
+    /// The token's expiry, when approved.
+    pub token_expires_at: Option<Timestamp>,
+    /// The budget reservation, for an approved LLM call.
+    pub reservation_id: Option<String>,
+    /// The decision's ledger index.
+    pub ledger_index: u64,
+    /// Its leaf hash.
+    pub ledger_leaf_hash: [u8; 32],
+    /// The deciding policy's version hash.
+    pub policy_version_hash: [u8; 32],
+    /// When it was decided.
+    pub decided_at: Timestamp,
+}

@@ -1,0 +1,786 @@
+//! The engine: one value that owns the database, the active policy, the risk scorer,
+//! the keys, the ledger writer and the revocation list, and runs the decision pipeline.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use lexecon_auth::{AuthConfig, AuthService, PgAuthStore, SqliteAuthStore};
+use lexecon_capability::{Claims, KeyRing, RevocationList, VerifyError, VerifyOptions};
+use lexecon_core::{ActionRequest, Clock, DecisionId, Outcome, Timestamp, TokenId};
+use lexecon_ledger::{
+    EntryKind, Ledger, LedgerError, LedgerStore, PgLedgerStore, Receipt, SqliteLedgerStore,
+};
+use lexecon_policy::{Evaluation, RiskInput};
+use lexecon_risk::{Assessment, RiskScorer};
+use rand::Rng;
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::db::{Database, DbError};
+use crate::decision::{Decision, DimensionView, FactorView};
+use crate::policy::{ActivePolicy, PolicyLoadError, PolicySlot, compile, compile_file};
+
+/// Something the engine could not do. Each variant maps to one gRPC status class.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The ledger failed; nothing was acknowledged.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// A policy is invalid (the active one stays).
+    #[error(transparent)]
+    Policy(#[from] PolicyLoadError),
+    /// The node's keys could not be loaded or used.
+    #[error("keys: {0}")]
+    Keys(String),
+    /// The risk configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Risk(#[from] lexecon_risk::RiskConfigError),
+    /// The caller asked for something that does not exist or is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Something the caller asked for was not found.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<sqlx::Error> for EngineError {
+    fn from(err: sqlx::Error) -> Self {
+        EngineError::Db(DbError::Query(err))
+    }
+}
+
+/// Revoked token ids, shared with the verifier.
+#[derive(Debug, Default)]
+struct Revocations {
+    ids: RwLock<HashSet<TokenId>>,
+}
+
+impl RevocationList for Revocations {
+    fn is_revoked(&self, token_id: &TokenId) -> bool {
+        self.ids.read().map_or(true, |ids| ids.contains(token_id))
+    }
+}
+
+type IdemKey = (String, String);
+
+/// The governance engine.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    db: Database,
+    policy: PolicySlot,
+    policy_load: tokio::sync::Mutex<()>,
+    risk: RwLock<Arc<RiskScorer>>,
+    keys: RwLock<Arc<KeyRing>>,
+    ledger: Ledger,
+    ledger_store: Arc<dyn LedgerStore>,
+    auth: Arc<AuthService>,
+    revoked: Revocations,
+    in_flight: Mutex<HashMap<IdemKey, Arc<OnceCell<Decision>>>>,
+}
+
+/// A token check's result.
+#[derive(Debug)]
+pub struct TokenCheck {
+    /// The claims, when the token decoded (even if a later check failed).
+    pub claims: Option<Claims>,
+    /// Why it is invalid; `None` when valid.
+    pub error: Option<VerifyError>,
+}
+
+impl Engine {
+    /// Opens everything the configuration names: the database (migrated), the keys, the
+    /// policy file, the risk scorer and the ledger writer.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+        let risk = RiskScorer::new(config.risk.clone())?;
+        let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
+        migrate_all(&db).await?;
+        let keys = KeyRing::load(&config.keys_dir(), "node")
+            .map_err(|e| EngineError::Keys(e.to_string()))?;
+        let signer = lexecon_ledger::CheckpointSigner::new(
+            &config.ledger_origin(),
+            keys.active().signing_key().clone(),
+        )
+        .map_err(|e| EngineError::Keys(e.to_string()))?;
+        let signer = match load_rsa(&config)? {
+            Some(rsa) => signer
+                .with_rsa(rsa)
+                .map_err(|e| EngineError::Keys(e.to_string()))?,
+            None => signer,
+        };
+        let ledger_store: Arc<dyn LedgerStore> = match &db {
+            Database::Sqlite(pool) => Arc::new(SqliteLedgerStore::new(pool.clone())),
+            Database::Postgres(pool) => Arc::new(PgLedgerStore::new(pool.clone())),
+        };
+        let ledger_config = lexecon_ledger::LedgerConfig {
+            checkpoint_every_entries: config.ledger.checkpoint_every_entries,
+            checkpoint_interval_ms: config.ledger.checkpoint_interval_ms,
+            max_batch: config.ledger.max_batch,
+        };
+        let ledger = Ledger::open(
+            Arc::clone(&ledger_store),
+            signer,
+            ledger_config,
+            Arc::clone(&clock),
+        )
+        .await?;
+        let (compiled, source, warnings) = compile_file(&config.policy_file())?;
+        let now = clock.now();
+        let active = ActivePolicy {
+            compiled,
+            source,
+            loaded_at: now,
+            loaded_by: "file".to_owned(),
+            warnings,
+        };
+        let auth = Arc::new(auth_service(&db, Arc::clone(&clock)));
+        let engine = Engine {
+            auth,
+            policy: PolicySlot::new(active),
+            policy_load: tokio::sync::Mutex::new(()),
+            risk: RwLock::new(Arc::new(risk)),
+            keys: RwLock::new(Arc::new(keys)),
+            revoked: Revocations::default(),
+            in_flight: Mutex::new(HashMap::new()),
+            ledger,
+            ledger_store,
+            db,
+            clock,
+            config,
+        };
+        engine.record_policy_if_new().await?;
+        engine.load_revocations().await?;
+        Ok(engine)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The shared database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Users, sessions, MFA and API keys.
+    pub fn auth(&self) -> &Arc<AuthService> {
+        &self.auth
+    }
+
+    /// The ledger writer.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The ledger's store, for reads and verification.
+    pub fn ledger_store(&self) -> &Arc<dyn LedgerStore> {
+        &self.ledger_store
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The active policy.
+    pub fn active_policy(&self) -> Arc<ActivePolicy> {
+        self.policy.current()
+    }
+
+    fn risk_scorer(&self) -> Arc<RiskScorer> {
+        self.risk
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
+    }
+
+    fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
+    }
+
+    /// Scores the risk of a request without deciding it.
+    pub fn assess(&self, req: &ActionRequest) -> Assessment {
+        self.risk_scorer().assess(req, None)
+    }
+
+    /// What the active policy would decide (no ledger, no token, no budget).
+    pub fn explain(&self, req: &ActionRequest) -> (Evaluation, [u8; 32]) {
+        let policy = self.policy.current();
+        let risk = self.assess(req);
+        let eval = policy.compiled.evaluate(
+            req,
+            RiskInput {
+                score: Some(risk.score),
+                escalation_threshold: risk.escalation_threshold,
+            },
+        );
+        (eval, policy.compiled.hash())
+    }
+
+    /// Decides a request for `principal`. With a `request_id`, the same principal asking
+    /// again gets the same decision back and no second ledger entry.
+    pub async fn decide(
+        &self,
+        principal: &str,
+        req: ActionRequest,
+        request_id: Option<String>,
+    ) -> Result<Decision, EngineError> {
+        let Some(request_id) = request_id else {
+            return self.decide_once(principal, req, None).await;
+        };
+        let key = (principal.to_owned(), request_id.clone());
+        let cell = {
+            let mut map = self
+                .in_flight
+                .lock()
+                .map_err(|_| EngineError::Keys("internal lock poisoned".into()))?;
+            Arc::clone(map.entry(key.clone()).or_default())
+        };
+        let result = cell
+            .get_or_try_init(|| async {
+                if let Some(stored) = self.stored_decision(principal, &request_id).await? {
+                    return Ok(stored);
+                }
+                let decision = self
+                    .decide_once(principal, req, Some(request_id.clone()))
+                    .await?;
+                self.store_decision(principal, &request_id, &decision)
+                    .await?;
+                Ok::<_, EngineError>(decision)
+            })
+            .await
+            .cloned();
+        // Once the decision is stored, the database answers repeats; keep the map small.
+        if let Ok(mut map) = self.in_flight.lock() {
+            map.remove(&key);
+        }
+        result
+    }
+
+    async fn decide_once(
+        &self,
+        principal: &str,
+        req: ActionRequest,
+        request_id: Option<String>,
+    ) -> Result<Decision, EngineError> {
+        let now = self.clock.now();
+        let decision_id = DecisionId::new(now, rand::thread_rng().r#gen());
+        let policy = self.policy.current();
+        let policy_hash = policy.compiled.hash();
+        let assessment = self.risk_scorer().assess(&req, None);
+        let eval = policy.compiled.evaluate(
+            &req,
+            RiskInput {
+                score: Some(assessment.score),
+                escalation_threshold: assessment.escalation_threshold,
+            },
+        );
+        let outcome = eval.outcome;
+        let reasons = eval.reasons.clone();
+        let reasoning = eval.reasoning.clone();
+
+        let mut token = None;
+        let mut token_claims = None;
+        if outcome == Outcome::Approved {
+            let keys = self.key_ring();
+            let claims = Claims::builder(
+                decision_id,
+                req.actor.clone(),
+                req.action.clone(),
+                policy_hash,
+            )
+            .tool(req.tool.clone())
+            .audience(
+                (!self.config.tokens.audience.is_empty())
+                    .then(|| self.config.tokens.audience.clone()),
+            )
+            .ttl_secs(self.config.tokens.ttl_secs)
+            .build(keys.active().key_id(), now, rand::thread_rng().r#gen())
+            .map_err(|e| EngineError::Keys(e.to_string()))?;
+            token = Some(
+                lexecon_capability::mint(keys.active(), &claims)
+                    .map_err(|e| EngineError::Keys(e.to_string()))?,
+            );
+            token_claims = Some(claims);
+        }
+
+        let payload = decision_payload(
+            principal,
+            &decision_id,
+            request_id.as_deref(),
+            &req,
+            &eval,
+            outcome,
+            &reasons,
+            &assessment,
+            &policy,
+            token_claims.as_ref(),
+            None,
+        );
+        let receipt: Receipt = self.ledger.append(EntryKind::Decision, payload).await?;
+        Ok(Decision {
+            decision_id,
+            request_id,
+            outcome,
+            effective_mode: eval.mode,
+            reasoning,
+            reasons,
+            risk_level: assessment.level,
+            risk_score: assessment.score,
+            risk_dimensions: dimension_views(&assessment),
+            capability_token: token,
+            token_expires_at: token_claims.as_ref().map(|c| c.expires_at),
+            reservation_id: None,
+            ledger_index: receipt.index,
+            ledger_leaf_hash: receipt.leaf_hash,
+            policy_version_hash: policy_hash,
+            decided_at: now,
+        })
+    }
+
+    async fn stored_decision(
+        &self,
+        principal: &str,
+        request_id: &str,
+    ) -> Result<Option<Decision>, EngineError> {
+        let row: Option<(String,)> = match &self.db {
+            Database::Sqlite(pool) => sqlx::query_as(
+                "SELECT decision FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2",
+            )
+            .bind(principal)
+            .bind(request_id)
+            .fetch_optional(pool)
+            .await?,
+            Database::Postgres(pool) => sqlx::query_as(
+                "SELECT decision FROM engine_idempotency WHERE principal = $1 AND request_id = $2",
+            )
+            .bind(principal)
+            .bind(request_id)
+            .fetch_optional(pool)
+            .await?,
+        };
+        row.map(|(json,)| {
+            serde_json::from_str(&json)
+                .map_err(|e| EngineError::NotFound(format!("stored decision is unreadable: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn store_decision(
+        &self,
+        principal: &str,
+        request_id: &str,
+        decision: &Decision,
+    ) -> Result<(), EngineError> {
+        let json = serde_json::to_string(decision)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let at = decision.decided_at.unix_micros();
+        match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query("INSERT OR IGNORE INTO engine_idempotency (principal, request_id, decision, created_at) VALUES (?1, ?2, ?3, ?4)")
+                    .bind(principal)
+                    .bind(request_id)
+                    .bind(json)
+                    .bind(at)
+                    .execute(pool)
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query("INSERT INTO engine_idempotency (principal, request_id, decision, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(principal)
+                    .bind(request_id)
+                    .bind(json)
+                    .bind(at)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and activates a new policy, recording it in history and the ledger.
+    /// An invalid policy changes nothing.
+    pub async fn load_policy(
+        &self,
+        source: &str,
+        origin: &str,
+        loaded_by: &str,
+    ) -> Result<Arc<ActivePolicy>, EngineError> {
+        let _serial = self.policy_load.lock().await;
+        let (compiled, warnings) = compile(source, origin)?;
+        let active = ActivePolicy {
+            compiled,
+            source: source.to_owned(),
+            loaded_at: self.clock.now(),
+            loaded_by: loaded_by.to_owned(),
+            warnings,
+        };
+        let receipt = self.record_policy(&active).await?;
+        let _ = receipt;
+        Ok(self.policy.swap(active))
+    }
+
+    /// Re-reads the policy file (SIGHUP). An invalid file changes nothing.
+    pub async fn reload_policy_file(&self) -> Result<Arc<ActivePolicy>, EngineError> {
+        let path = self.config.policy_file();
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            EngineError::InvalidArgument(format!("cannot read {}: {e}", path.display()))
+        })?;
+        self.load_policy(&source, &path.display().to_string(), "file")
+            .await
+    }
+
+    async fn record_policy_if_new(&self) -> Result<(), EngineError> {
+        let active = self.policy.current();
+        let last = self.policy_history(1).await?;
+        if last.first().map(|p| p.hash) != Some(active.compiled.hash()) {
+            self.record_policy(&active).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_policy(&self, active: &ActivePolicy) -> Result<Receipt, EngineError> {
+        let compiled = &active.compiled;
+        let hash = compiled.hash();
+        let payload = json!({
+            "name": compiled.name(),
+            "version": compiled.version(),
+            "mode": compiled.mode().as_str(),
+            "hash": hex(&hash),
+            "terms": compiled.term_count(),
+            "relations": compiled.relation_count(),
+            "loaded_by": active.loaded_by,
+        });
+        let receipt = self.ledger.append(EntryKind::PolicyLoaded, payload).await?;
+        let index = i64::try_from(receipt.index).unwrap_or(i64::MAX);
+        let at = active.loaded_at.unix_micros();
+        let q = "INSERT INTO engine_policies (hash, name, version, mode, source, loaded_at, loaded_by, ledger_index) VALUES ";
+        match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query(&format!("{q}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"))
+                    .bind(hash.as_slice())
+                    .bind(compiled.name())
+                    .bind(compiled.version())
+                    .bind(compiled.mode().as_str())
+                    .bind(&active.source)
+                    .bind(at)
+                    .bind(&active.loaded_by)
+                    .bind(index)
+                    .execute(pool)
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query(&format!("{q}($1, $2, $3, $4, $5, $6, $7, $8)"))
+                    .bind(hash.as_slice())
+                    .bind(compiled.name())
+                    .bind(compiled.version())
+                    .bind(compiled.mode().as_str())
+                    .bind(&active.source)
+                    .bind(at)
+                    .bind(&active.loaded_by)
+                    .bind(index)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(receipt)
+    }
+
+    /// Loaded policy versions, newest first.
+    pub async fn policy_history(&self, limit: u32) -> Result<Vec<PolicyRecord>, EngineError> {
+        let limit = i64::from(if limit == 0 { 100 } else { limit.min(1000) });
+        type Row = (Vec<u8>, String, String, String, i64, String, i64);
+        let q = "SELECT hash, name, version, mode, loaded_at, loaded_by, ledger_index FROM engine_policies ORDER BY seq DESC LIMIT ";
+        let rows: Vec<Row> = match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query_as(&format!("{q}?1"))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(&format!("{q}$1"))
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(
+                |(hash, name, version, mode, loaded_at, loaded_by, ledger_index)| PolicyRecord {
+                    hash: hash.try_into().unwrap_or([0; 32]),
+                    name,
+                    version,
+                    mode,
+                    loaded_at: Timestamp::from_unix_micros(loaded_at),
+                    loaded_by,
+                    ledger_index: u64::try_from(ledger_index).unwrap_or(0),
+                },
+            )
+            .collect())
+    }
+
+    async fn load_revocations(&self) -> Result<(), EngineError> {
+        let rows: Vec<(String,)> = match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query_as("SELECT token_id FROM engine_revocations")
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as("SELECT token_id FROM engine_revocations")
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        if let Ok(mut ids) = self.revoked.ids.write() {
+            ids.extend(
+                rows.into_iter()
+                    .filter_map(|(id,)| id.parse::<TokenId>().ok()),
+            );
+        }
+        Ok(())
+    }
+
+    /// Revokes a token; returns its `token_revoked` ledger index and whether it was new.
+    pub async fn revoke_token(
+        &self,
+        token_id: TokenId,
+        reason: &str,
+        by: &str,
+    ) -> Result<(u64, bool), EngineError> {
+        if self.revoked.is_revoked(&token_id) {
+            return Ok((0, false));
+        }
+        let receipt = self
+            .ledger
+            .append(
+                EntryKind::TokenRevoked,
+                json!({"token_id": token_id.to_string(), "reason": reason, "revoked_by": by}),
+            )
+            .await?;
+        let index = i64::try_from(receipt.index).unwrap_or(i64::MAX);
+        let at = receipt.timestamp.unix_micros();
+        let id = token_id.to_string();
+        match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query("INSERT OR IGNORE INTO engine_revocations (token_id, revoked_at, reason, revoked_by, ledger_index) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .bind(&id).bind(at).bind(reason).bind(by).bind(index).execute(pool).await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query("INSERT INTO engine_revocations (token_id, revoked_at, reason, revoked_by, ledger_index) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                    .bind(&id).bind(at).bind(reason).bind(by).bind(index).execute(pool).await?;
+            }
+        }
+        if let Ok(mut ids) = self.revoked.ids.write() {
+            ids.insert(token_id);
+        }
+        Ok((receipt.index, true))
+    }
+
+    /// Verifies a capability token against the node's keys and the revocation list.
+    pub fn verify_token(
+        &self,
+        token: &str,
+        actor: Option<&str>,
+        action: Option<&str>,
+        tool: Option<&str>,
+        audience: Option<&str>,
+    ) -> TokenCheck {
+        let keys = self.key_ring();
+        let mut opts = VerifyOptions::new(self.clock.now())
+            .clock_skew_secs(self.config.tokens.clock_skew_secs);
+        if let Some(a) = actor {
+            opts = opts.actor(a);
+        }
+        if let Some(a) = action {
+            opts = opts.action(a);
+        }
+        if let Some(t) = tool {
+            opts = opts.tool(t);
+        }
+        if let Some(a) = audience {
+            opts = opts.audience(a);
+        }
+        match lexecon_capability::verify(token, keys.as_ref(), &opts, &self.revoked) {
+            Ok(claims) => TokenCheck {
+                claims: Some(claims),
+                error: None,
+            },
+            Err(error) => TokenCheck {
+                claims: None,
+                error: Some(error),
+            },
+        }
+    }
+
+    /// Flushes the ledger and signs a final checkpoint.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.ledger.shutdown().await?;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// A row of policy history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// The version hash.
+    pub hash: [u8; 32],
+    /// The policy's name.
+    pub name: String,
+    /// Its version string.
+    pub version: String,
+    /// Its mode word.
+    pub mode: String,
+    /// When it was loaded.
+    pub loaded_at: Timestamp,
+    /// Who loaded it.
+    pub loaded_by: String,
+    /// Its `policy_loaded` ledger index.
+    pub ledger_index: u64,
+}
+
+/// Runs every crate's migrations on the shared database.
+pub async fn migrate_all(db: &Database) -> Result<(), EngineError> {
+    db.migrate_engine().await?;
+    let auth_err = |e: lexecon_auth::StoreError| {
+        EngineError::Db(DbError::Other(format!("auth migrations: {e}")))
+    };
+    match db {
+        Database::Sqlite(pool) => {
+            SqliteLedgerStore::new(pool.clone()).migrate().await?;
+            SqliteAuthStore::migrate(pool).await.map_err(auth_err)?;
+        }
+        Database::Postgres(pool) => {
+            PgLedgerStore::new(pool.clone()).migrate().await?;
+            PgAuthStore::migrate(pool).await.map_err(auth_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The auth service on the shared database.
+pub fn auth_service(db: &Database, clock: Arc<dyn Clock>) -> AuthService {
+    let store: Arc<dyn lexecon_auth::AuthStore> = match db {
+        Database::Sqlite(pool) => Arc::new(SqliteAuthStore::new(pool.clone())),
+        Database::Postgres(pool) => Arc::new(PgAuthStore::new(pool.clone())),
+    };
+    AuthService::new(store, clock, AuthConfig::default())
+}
+
+fn load_rsa(config: &Config) -> Result<Option<rsa::RsaPrivateKey>, EngineError> {
+    use rsa::pkcs8::DecodePrivateKey;
+    let path = config.keys_dir().join("node.rsa4096.pem");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| EngineError::Keys(format!("cannot read {}: {e}", path.display())))?;
+    rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+        .map(Some)
+        .map_err(|e| {
+            EngineError::Keys(format!(
+                "{} is not a PKCS#8 PEM RSA key: {e}",
+                path.display()
+            ))
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn dimension_views(a: &Assessment) -> Vec<DimensionView> {
+    a.dimensions
+        .iter()
+        .map(|d| DimensionView {
+            dimension: d.dimension.to_string(),
+            score: d.score,
+            factors: d
+                .factors
+                .iter()
+                .map(|f| FactorView {
+                    rule_id: f.rule_id.to_string(),
+                    points: f.points,
+                    description: f.description.to_string(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one payload field per pipeline step"
+)]
+fn decision_payload(
+    principal: &str,
+    decision_id: &DecisionId,
+    request_id: Option<&str>,
+    req: &ActionRequest,
+    eval: &Evaluation,
+    outcome: Outcome,
+    reasons: &[String],
+    risk: &Assessment,
+    policy: &ActivePolicy,
+    token: Option<&Claims>,
+    reservation_id: Option<&str>,
+) -> serde_json::Value {
+    // The token itself is a bearer credential and never enters the ledger; its id does.
+    json!({
+        "decision_id": decision_id.to_string(),
+        "request_id": request_id,
+        "principal": principal,
+        "request": {
+            "actor": req.actor.as_str(),
+            "action": req.action.as_str(),
+            "tool": req.tool.as_ref().map(|t| t.as_str()),
+            "user_intent": req.user_intent,
+            "data_classes": req.data_classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "risk_level": req.risk_level,
+            "mode": req.mode.map(|m| m.as_str()),
+            "context": req.context,
+            "llm": req.llm,
+        },
+        "outcome": outcome.as_str(),
+        "effective_mode": eval.mode.as_str(),
+        "reasons": reasons,
+        "reasoning": eval.reasoning,
+        "matched_terms": eval.matched_terms,
+        "risk": {
+            "score": risk.score,
+            "level": risk.level.as_str(),
+            "dimensions": risk.dimensions.iter().map(|d| (d.dimension.to_string(), d.score)).collect::<std::collections::BTreeMap<_, _>>(),
+        },
+        "policy": {
+            "name": policy.compiled.name(),
+            "version": policy.compiled.version(),
+            "hash": hex(&policy.compiled.hash()),
+        },
+        "token": token.map(|c| json!({
+            "token_id": c.token_id.to_string(),
+            "key_id": c.key_id,
+            "expires_at": c.expires_at.to_rfc3339(),
+        })),
+        "reservation_id": reservation_id,
+    })
+}
