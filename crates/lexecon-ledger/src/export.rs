@@ -214,10 +214,10 @@ pub fn verify_bundle(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport
             result = Err(p);
             break;
         }
-        if let Some(progress) = &options.progress {
-            if n % 10_000 == 0 {
-                progress(audit.entries(), 0);
-            }
+        if let Some(progress) = &options.progress
+            && n % 10_000 == 0
+        {
+            progress(audit.entries(), 0);
         }
     }
     if result.is_ok() {
@@ -260,20 +260,14 @@ fn check_line(audit: &mut crate::verify::Audit, line: &str, n: usize) -> Result<
             ));
         }
     }
-    if let Ok(decoded) = crate::entry::Leaf::decode(&leaf) {
-        if decoded.kind.as_str() != e.kind
-            || decoded
-                .timestamp
-                .to_rfc3339()
-                .parse::<lexecon_core::Timestamp>()
-                .ok()
-                != e.timestamp.parse().ok()
-        {
-            return Err(bad(
-                Some(i),
-                format!("entry {i}'s kind or timestamp differs from its leaf"),
-            ));
-        }
+    if let Ok(decoded) = crate::entry::Leaf::decode(&leaf)
+        && (decoded.kind.as_str() != e.kind
+            || Some(decoded.timestamp) != e.timestamp.parse::<lexecon_core::Timestamp>().ok())
+    {
+        return Err(bad(
+            Some(i),
+            format!("entry {i}'s kind or timestamp differs from its leaf"),
+        ));
     }
     audit.feed(EntryView {
         index: i,

@@ -453,10 +453,10 @@ impl Writer {
                 }
                 Err(_) => {
                     deadline = Instant::now() + interval;
-                    if self.state.size() > self.last_checkpoint {
-                        if let Err(e) = self.sign_and_store().await {
-                            tracing::warn!(error = %e, "timed ledger checkpoint failed");
-                        }
+                    if self.state.size() > self.last_checkpoint
+                        && let Err(e) = self.sign_and_store().await
+                    {
+                        tracing::warn!(error = %e, "timed ledger checkpoint failed");
                     }
                     // WAL checkpoints off the commit path.
                     let store = self.store.clone();

@@ -219,7 +219,10 @@ impl CheckpointSigner {
 }
 
 /// Splits a note into its body and its signature lines `(name, key id, signature)`.
-fn split_note(note: &str) -> Result<(&str, Vec<(&str, [u8; 4], Vec<u8>)>), NoteError> {
+/// A signature line: key name, key id, signature bytes.
+type SigLine<'a> = (&'a str, [u8; 4], Vec<u8>);
+
+fn split_note(note: &str) -> Result<(&str, Vec<SigLine<'_>>), NoteError> {
     let Some(sep) = note.rfind("\n\n") else {
         return Err(NoteError::Malformed("no blank line before the signatures"));
     };

@@ -20,7 +20,7 @@ use crate::store::{
 };
 
 /// The advisory lock key that serializes appends ("ledger" in ASCII).
-const HEAD_LOCK: i64 = 0x006c_6564_6765_72;
+const HEAD_LOCK: i64 = 0x0000_6c65_6467_6572;
 
 /// The ledger in a PostgreSQL database.
 #[derive(Debug, Clone)]

@@ -192,17 +192,18 @@ impl Audit {
             self.checked += 1;
             self.next_checkpoint += 1;
         }
-        if let Some(t) = &self.trusted {
-            if t.size == size && t.root != root {
-                return Err(problem(
-                    size.checked_sub(1),
-                    format!(
-                        "the trusted checkpoint at size {size} has root {} but the entries give {}: the log was rewritten",
-                        hex::encode(t.root),
-                        hex::encode(root)
-                    ),
-                ));
-            }
+        if let Some(t) = &self.trusted
+            && t.size == size
+            && t.root != root
+        {
+            return Err(problem(
+                size.checked_sub(1),
+                format!(
+                    "the trusted checkpoint at size {size} has root {} but the entries give {}: the log was rewritten",
+                    hex::encode(t.root),
+                    hex::encode(root)
+                ),
+            ));
         }
         Ok(())
     }
@@ -251,16 +252,16 @@ impl Audit {
                 format!("entry {i}'s stored leaf hash does not match its leaf bytes"),
             ));
         }
-        if let Some(prev) = self.prev {
-            if leaf.prev_leaf_hash != prev {
-                return Err(problem(
-                    Some(i),
-                    format!(
-                        "entry {i} does not chain to entry {}: its previous-hash field differs",
-                        i.saturating_sub(1)
-                    ),
-                ));
-            }
+        if let Some(prev) = self.prev
+            && leaf.prev_leaf_hash != prev
+        {
+            return Err(problem(
+                Some(i),
+                format!(
+                    "entry {i} does not chain to entry {}: its previous-hash field differs",
+                    i.saturating_sub(1)
+                ),
+            ));
         }
         match e.payload {
             Some(p) => {
@@ -306,16 +307,16 @@ impl Audit {
                 ),
             ));
         }
-        if let Some(t) = &self.trusted {
-            if t.size > n {
-                return Err(problem(
-                    Some(n),
-                    format!(
-                        "the log ends at {n} entries but the trusted checkpoint covers {}: entries were removed from the tail",
-                        t.size
-                    ),
-                ));
-            }
+        if let Some(t) = &self.trusted
+            && t.size > n
+        {
+            return Err(problem(
+                Some(n),
+                format!(
+                    "the log ends at {n} entries but the trusted checkpoint covers {}: entries were removed from the tail",
+                    t.size
+                ),
+            ));
         }
         Ok(())
     }

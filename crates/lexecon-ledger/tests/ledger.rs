@@ -1,0 +1,617 @@
+//! Behaviour, tamper, crash and multi-process tests of the ledger against real SQLite
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions fail loudly"
+)]
+//! files and (when `LEXECON_TEST_DATABASE_URL` is set) a real PostgreSQL database.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use lexecon_core::{Clock, ManualClock, SystemClock, Timestamp};
+use lexecon_ledger::{
+    CheckpointSigner, EntryKind, Ledger, LedgerConfig, LedgerStore, PgLedgerStore,
+    SqliteLedgerStore, VerifyOptions, VerifyReport, export, open_sqlite, verify, verify_bundle,
+    verify_consistency, verify_inclusion,
+};
+use serde_json::json;
+use sqlx::Executor as _;
+
+const ORIGIN: &str = "lexecon.test/ledger";
+
+fn signer(seed: u8) -> CheckpointSigner {
+    CheckpointSigner::new(ORIGIN, SigningKey::from_bytes(&[seed; 32])).unwrap()
+}
+
+/// A store under test and what keeps it alive.
+enum Db {
+    Sqlite(SqliteLedgerStore, #[allow(dead_code)] tempfile::TempDir),
+    Pg(
+        PgLedgerStore,
+        #[allow(dead_code)] lexecon_testkit::PgDatabase,
+    ),
+}
+
+impl Db {
+    fn store(&self) -> Arc<dyn LedgerStore> {
+        match self {
+            Db::Sqlite(s, _) => Arc::new(s.clone()),
+            Db::Pg(s, _) => Arc::new(s.clone()),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(..) => "sqlite",
+            Db::Pg(..) => "postgres",
+        }
+    }
+
+    /// Runs SQL (no parameters; blobs are written with `blob()`).
+    async fn exec(&self, sql: &str) {
+        match self {
+            Db::Sqlite(s, _) => {
+                s.pool().execute(sql).await.unwrap();
+            }
+            Db::Pg(s, _) => {
+                s.pool().execute(sql).await.unwrap();
+            }
+        }
+    }
+
+    /// A blob literal in this database's dialect.
+    fn blob(&self, bytes: &[u8]) -> String {
+        match self {
+            Db::Sqlite(..) => format!("X'{}'", hex::encode(bytes)),
+            Db::Pg(..) => format!("'\\x{}'::bytea", hex::encode(bytes)),
+        }
+    }
+}
+
+async fn sqlite_db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = open_sqlite(&dir.path().join("lexecon.db"), true)
+        .await
+        .unwrap();
+    let store = SqliteLedgerStore::new(pool);
+    store.migrate().await.unwrap();
+    Db::Sqlite(store, dir)
+}
+
+async fn pg_db() -> Option<Db> {
+    let db = lexecon_testkit::PgDatabase::create().await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let store = PgLedgerStore::new(pool);
+    store.migrate().await.unwrap();
+    // Migrating twice is a no-op (the engine migrates at every start).
+    store.migrate().await.unwrap();
+    Some(Db::Pg(store, db))
+}
+
+/// Every store implementation available here.
+async fn dbs() -> Vec<Db> {
+    let mut out = vec![sqlite_db().await];
+    out.extend(pg_db().await);
+    out
+}
+
+fn config(every: u64) -> LedgerConfig {
+    LedgerConfig {
+        checkpoint_every_entries: every,
+        checkpoint_interval_ms: 60_000,
+        max_batch: 256,
+    }
+}
+
+async fn open(db: &Db, seed: u8, every: u64) -> Ledger {
+    let clock: Arc<dyn Clock> =
+        Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_764_000_000)));
+    Ledger::open(db.store(), signer(seed), config(every), clock)
+        .await
+        .unwrap()
+}
+
+async fn fill(ledger: &Ledger, n: u64) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let l = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            l.append(
+                EntryKind::Decision,
+                json!({"n": i, "actor": "agent-7", "why": "test"}),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn check_verify(db: &Db, options: &VerifyOptions) -> VerifyReport {
+    verify(db.store(), options).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_prove_resume_redact_and_export_on_every_store() {
+    for db in dbs().await {
+        let name = db.name();
+        let ledger = open(&db, 1, 16).await;
+        // Concurrent appenders get distinct, dense indexes.
+        fill(&ledger, 100).await;
+        let mut seen: Vec<u64> = ledger
+            .entries(0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.index)
+            .collect();
+        seen.dedup();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>(), "{name}");
+        assert_eq!(ledger.tree_size().await.unwrap(), 100);
+        let r = ledger
+            .append(EntryKind::Note, json!({"hello": "world"}))
+            .await
+            .unwrap();
+        assert_eq!(r.index, 100, "{name}");
+        let cp = ledger.checkpoint().await.unwrap();
+        assert_eq!(cp.checkpoint.size, 101);
+        // Proofs from stored subtrees verify for every index and many sizes.
+        for size in [1, 2, 7, 16, 17, 64, 100, 101] {
+            let root = ledger.root_at(size).await.unwrap();
+            for index in (0..size).step_by(7) {
+                let p = ledger.inclusion_proof(index, Some(size)).await.unwrap();
+                assert_eq!(p.root, root);
+                verify_inclusion(&p.leaf_hash, index, size, &p.proof, &root).unwrap();
+            }
+            let c = ledger.consistency_proof(size, 101).await.unwrap();
+            verify_consistency(size, 101, &c.proof, &c.root1, &c.root2).unwrap();
+        }
+        assert_eq!(
+            ledger.root_at(101).await.unwrap(),
+            cp.checkpoint.root,
+            "{name}"
+        );
+        assert!(ledger.inclusion_proof(101, Some(101)).await.is_err());
+        assert!(ledger.root_at(102).await.is_err());
+        let latest = ledger.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!(latest.checkpoint.size, 101);
+        assert_eq!(
+            ledger.shutdown().await.unwrap(),
+            None,
+            "{name}: nothing new to checkpoint"
+        );
+        assert!(
+            ledger.append(EntryKind::Note, json!(1)).await.is_err(),
+            "{name}: appends after shutdown fail"
+        );
+
+        // Reopen: resumes at the stored head and continues the same tree.
+        let ledger = open(&db, 1, 1000).await;
+        let r = ledger
+            .append(EntryKind::PolicyLoaded, json!({"v": 2}))
+            .await
+            .unwrap();
+        assert_eq!(r.index, 101, "{name}");
+        let fin = ledger.shutdown().await.unwrap().unwrap();
+        assert_eq!(
+            fin.checkpoint.size, 102,
+            "{name}: shutdown signs a checkpoint"
+        );
+        let c = lexecon_ledger::consistency_proof(db.store().as_ref(), 101, 102)
+            .await
+            .unwrap();
+        verify_consistency(
+            101,
+            102,
+            &c.proof,
+            &cp.checkpoint.root,
+            &fin.checkpoint.root,
+        )
+        .unwrap();
+
+        // Redaction erases the payload, keeps the leaf and every proof.
+        let ledger = open(&db, 1, 1000).await;
+        let before = ledger.inclusion_proof(5, Some(102)).await.unwrap();
+        ledger
+            .redact(5, "dpo@example.com", "GDPR erasure request 42")
+            .await
+            .unwrap();
+        let e = ledger.entry(5).await.unwrap().unwrap();
+        assert_eq!(e.payload, None);
+        assert_eq!(e.tombstone.as_ref().unwrap().by, "dpo@example.com");
+        assert_eq!(ledger.inclusion_proof(5, Some(102)).await.unwrap(), before);
+        assert!(ledger.redact(500, "x", "y").await.is_err());
+        let report = check_verify(&db, &VerifyOptions::default()).await;
+        assert!(report.valid, "{name}: {report:?}");
+        assert_eq!((report.entries, report.redacted), (102, 1), "{name}");
+        assert!(report.checkpoints >= 3, "{name}: {report:?}");
+
+        // Export, then verify the bundle from its files alone.
+        let out = tempfile::tempdir().unwrap();
+        let summary = export(db.store().as_ref(), out.path(), 0, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (summary.from, summary.to, summary.latest_checkpoint),
+            (0, 102, Some(102))
+        );
+        for f in [
+            "entries.jsonl",
+            "checkpoint",
+            "verifier.vkey",
+            "checkpoints/101",
+            "checkpoints/102",
+        ] {
+            assert!(out.path().join(f).is_file(), "{name}: {f}");
+        }
+        let first: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(out.path().join("entries.jsonl"))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        for field in ["index", "kind", "timestamp", "payload", "leaf", "leaf_hash"] {
+            assert!(first.get(field).is_some(), "{field}");
+        }
+        assert_eq!(first["timestamp"], "2025-11-24T16:00:00.000000Z");
+        let report = verify_bundle(out.path(), &VerifyOptions::default()).unwrap();
+        assert!(report.valid, "{name}: {report:?}");
+        assert_eq!(report.root, hex::encode(fin.checkpoint.root));
+        // A changed byte in the bundle is found.
+        let path = out.path().join("entries.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("agent-7", "agent-8", 1)).unwrap();
+        let report = verify_bundle(out.path(), &VerifyOptions::default()).unwrap();
+        assert!(!report.valid, "{name}");
+        assert_eq!(report.problem.unwrap().index, Some(0), "{name}");
+        ledger.shutdown().await.unwrap();
+    }
+}
+
+/// Builds a 30-entry log signed by key 1 and returns the checkpoint at 30 (what an
+/// auditor would have kept).
+async fn thirty(db: &Db) -> String {
+    let ledger = open(db, 1, 10).await;
+    for i in 0..30 {
+        ledger
+            .append(EntryKind::Decision, json!({"i": i}))
+            .await
+            .unwrap();
+    }
+    ledger.shutdown().await.unwrap();
+    ledger.latest_checkpoint().await.unwrap().unwrap().note
+}
+
+fn bad_at(report: &VerifyReport, index: u64, what: &str) {
+    assert!(!report.valid, "{report:?}");
+    let p = report.problem.as_ref().unwrap();
+    assert_eq!(p.index, Some(index), "{p:?}");
+    assert!(
+        p.what.contains(what),
+        "{:?} should mention {what:?}",
+        p.what
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_detected_on_every_store() {
+    let plain = VerifyOptions::default();
+    for make in 0..2 {
+        for attack in 0..5 {
+            let db = if make == 0 {
+                sqlite_db().await
+            } else {
+                match pg_db().await {
+                    Some(db) => db,
+                    None => continue,
+                }
+            };
+            let trusted = thirty(&db).await;
+            let with_trusted = VerifyOptions {
+                trusted_checkpoint: Some(trusted.clone()),
+                ..Default::default()
+            };
+            assert!(check_verify(&db, &with_trusted).await.valid);
+            let name = db.name();
+            match attack {
+                0 => {
+                    // One byte of one payload.
+                    let e = db.store().entries(12, 1).await.unwrap().remove(0);
+                    let mut p = e.payload.unwrap();
+                    p[3] ^= 1;
+                    db.exec(&format!(
+                        "UPDATE ledger_payloads SET payload = {} WHERE idx = 12",
+                        db.blob(&p)
+                    ))
+                    .await;
+                    bad_at(&check_verify(&db, &plain).await, 12, "payload was altered");
+                }
+                1 => {
+                    db.exec("DELETE FROM ledger_leaves WHERE idx = 7").await;
+                    db.exec("DELETE FROM ledger_payloads WHERE idx = 7").await;
+                    bad_at(&check_verify(&db, &plain).await, 7, "missing");
+                }
+                2 => {
+                    for t in ["ledger_leaves", "ledger_payloads"] {
+                        db.exec(&format!("UPDATE {t} SET idx = -1 WHERE idx = 3"))
+                            .await;
+                        db.exec(&format!("UPDATE {t} SET idx = 3 WHERE idx = 4"))
+                            .await;
+                        db.exec(&format!("UPDATE {t} SET idx = 4 WHERE idx = -1"))
+                            .await;
+                    }
+                    bad_at(&check_verify(&db, &plain).await, 3, "swapped");
+                }
+                3 => {
+                    // Truncate the tail and the checkpoints that covered it.
+                    db.exec("DELETE FROM ledger_leaves WHERE idx >= 25").await;
+                    db.exec("DELETE FROM ledger_payloads WHERE idx >= 25").await;
+                    db.exec("DELETE FROM ledger_checkpoints WHERE size > 25")
+                        .await;
+                    db.exec("DELETE FROM ledger_nodes").await;
+                    assert!(
+                        check_verify(&db, &plain).await.valid,
+                        "{name}: undetectable without a trusted checkpoint"
+                    );
+                    bad_at(
+                        &check_verify(&db, &with_trusted).await,
+                        25,
+                        "removed from the tail",
+                    );
+                }
+                _ => {
+                    // Rewrite the tail and re-chain it; the attacker signs with a key of
+                    // their own (and records it), since they lack the node key.
+                    db.exec("DELETE FROM ledger_leaves WHERE idx >= 20").await;
+                    db.exec("DELETE FROM ledger_payloads WHERE idx >= 20").await;
+                    db.exec("DELETE FROM ledger_checkpoints WHERE size > 20")
+                        .await;
+                    db.exec("DELETE FROM ledger_nodes WHERE (idx + 1) * (1 << level) > 20")
+                        .await;
+                    let evil = open(&db, 66, 1000).await;
+                    for i in 0..10 {
+                        evil.append(EntryKind::Decision, json!({"i": i, "forged": true}))
+                            .await
+                            .unwrap();
+                    }
+                    evil.shutdown().await.unwrap();
+                    assert!(
+                        check_verify(&db, &plain).await.valid,
+                        "{name}: the database's own keys vouch for the forgery"
+                    );
+                    bad_at(&check_verify(&db, &with_trusted).await, 29, "rewritten");
+                    // Given the real key, the forged checkpoint's signature fails too.
+                    let real = VerifyOptions {
+                        verifiers: vec![signer(1).verifier()],
+                        ..Default::default()
+                    };
+                    let r = check_verify(&db, &real).await;
+                    assert!(
+                        !r.valid && r.problem.unwrap().what.contains("checkpoint at size 30"),
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The crash child: appends from many tasks, printing each acknowledged entry.
+async fn crash_child(path: &Path) {
+    let pool = open_sqlite(path, true).await.unwrap();
+    let store = SqliteLedgerStore::new(pool);
+    store.migrate().await.unwrap();
+    let config = LedgerConfig {
+        checkpoint_every_entries: 500,
+        checkpoint_interval_ms: 50,
+        max_batch: 128,
+    };
+    let ledger = Ledger::open(Arc::new(store), signer(1), config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let (l, out) = (ledger.clone(), out.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let r = l
+                    .append(EntryKind::Decision, json!({"t": t, "i": i}))
+                    .await
+                    .unwrap();
+                let mut o = out.lock().unwrap();
+                writeln!(o, "ack {} {}", r.index, hex::encode(r.leaf_hash)).unwrap();
+                o.flush().unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn crash_child_process() {
+    // Only does something when `crash_survives_sigkill_at_random_moments` starts this
+    // binary as its child.
+    if let Ok(path) = std::env::var("LEDGER_CRASH_CHILD") {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(crash_child(Path::new(&path)));
+    }
+}
+
+#[test]
+fn crash_survives_sigkill_at_random_moments() {
+    use rand::Rng as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lexecon.db");
+    let mut rng = rand::thread_rng();
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let rounds = if std::env::var("RUN_SLOW_TESTS").is_ok() {
+        8
+    } else {
+        3
+    };
+    for _ in 0..rounds {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "crash_child_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LEDGER_CRASH_CHILD", &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| {
+                    let mut parts = l.strip_prefix("ack ")?.split(' ');
+                    Some((parts.next()?.parse().ok()?, parts.next()?.to_owned()))
+                })
+                .collect::<Vec<(u64, String)>>()
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(300..1200)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let got = reader.join().unwrap();
+        assert!(
+            !got.is_empty(),
+            "the child acknowledged nothing before it was killed"
+        );
+        acked.extend(got);
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = open_sqlite(&path, false).await.unwrap();
+        let store: Arc<dyn LedgerStore> = Arc::new(SqliteLedgerStore::new(pool));
+        for (index, hash) in &acked {
+            let e = store.entries(*index, 1).await.unwrap();
+            assert_eq!(
+                e.first().map(|e| (e.index, hex::encode(e.leaf_hash))),
+                Some((*index, hash.clone())),
+                "acknowledged entry {index} is lost"
+            );
+        }
+        let report = verify(store.clone(), &VerifyOptions::default())
+            .await
+            .unwrap();
+        assert!(report.valid, "{report:?}");
+        let ledger = Ledger::open(store.clone(), signer(1), config(100), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let next = ledger
+            .append(EntryKind::Note, json!("after the crash"))
+            .await
+            .unwrap();
+        assert_eq!(next.index, report.entries);
+        ledger.shutdown().await.unwrap();
+        assert!(
+            verify(store, &VerifyOptions::default())
+                .await
+                .unwrap()
+                .valid
+        );
+    });
+}
+
+#[test]
+fn pg_child_process() {
+    // Only does something when `two_processes_append_to_one_postgres_log` starts it.
+    if let Ok(url) = std::env::var("LEDGER_PG_CHILD") {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&url)
+                .await
+                .unwrap();
+            let store = PgLedgerStore::new(pool);
+            store.migrate().await.unwrap();
+            let ledger = Ledger::open(
+                Arc::new(store),
+                signer(1),
+                config(50),
+                Arc::new(SystemClock),
+            )
+            .await
+            .unwrap();
+            let mut tasks = Vec::new();
+            for t in 0..8 {
+                let l = ledger.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..50 {
+                        l.append(
+                            EntryKind::Decision,
+                            json!({"pid": std::process::id(), "t": t, "i": i}),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            ledger.shutdown().await.unwrap();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_append_to_one_postgres_log() {
+    let Some(Db::Pg(store, db)) = pg_db().await else {
+        return;
+    };
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "pg_child_process", "--test-threads=1"])
+                .env("LEDGER_PG_CHILD", &db.url)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let store: Arc<dyn LedgerStore> = Arc::new(store);
+    let entries = store.entries(0, 10_000).await.unwrap();
+    assert_eq!(entries.len(), 800);
+    let pids: std::collections::BTreeSet<_> = entries
+        .iter()
+        .filter_map(|e| e.payload_json().and_then(|p| p["pid"].as_u64()))
+        .collect();
+    assert_eq!(pids.len(), 2, "both processes wrote");
+    let report = verify(
+        store,
+        &VerifyOptions {
+            verifiers: vec![signer(1).verifier()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.valid, "{report:?}");
+    assert!(report.checkpoints >= 2);
+}
