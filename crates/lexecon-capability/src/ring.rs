@@ -18,6 +18,15 @@ pub const RETIRED_DIR: &str = "retired";
 pub trait KeyLookup {
     /// The key with id `key_id` if it may verify tokens at `now`.
     fn public_key(&self, key_id: &str, now: Timestamp) -> Option<&PublicKey>;
+
+    /// For a retired key, the instant it is kept until; `None` for an active key.
+    ///
+    /// A token signed by a retired key that expires after this instant was minted
+    /// after the rotation (with a key that should no longer sign), and is refused.
+    fn retired_until(&self, key_id: &str) -> Option<Timestamp> {
+        let _ = key_id;
+        None
+    }
 }
 
 impl KeyLookup for PublicKey {
@@ -42,6 +51,10 @@ impl<T: KeyLookup + ?Sized> KeyLookup for &T {
     fn public_key(&self, key_id: &str, now: Timestamp) -> Option<&PublicKey> {
         (**self).public_key(key_id, now)
     }
+
+    fn retired_until(&self, key_id: &str) -> Option<Timestamp> {
+        (**self).retired_until(key_id)
+    }
 }
 
 /// A public key that no longer signs, kept to verify the tokens it signed.
@@ -63,6 +76,13 @@ fn find_retired<'a>(
         .iter()
         .find(|r| r.key.key_id() == key_id && now <= r.keep_until)
         .map(|r| &r.key)
+}
+
+fn retired_until(retired: &[RetiredKey], key_id: &str) -> Option<Timestamp> {
+    retired
+        .iter()
+        .find(|r| r.key.key_id() == key_id)
+        .map(|r| r.keep_until)
 }
 
 /// The node's active signing key and its retired public keys.
@@ -106,8 +126,10 @@ impl KeyRing {
             key: old.public_key().clone(),
             keep_until: now.add_secs(i64::from(max_token_ttl_secs)),
         };
+        // A key is either active or retired, never both.
+        let active_id = self.active.key_id().to_owned();
         self.retired
-            .retain(|r| r.key.key_id() != retired.key.key_id());
+            .retain(|r| r.key.key_id() != retired.key.key_id() && r.key.key_id() != active_id);
         self.retired.push(retired.clone());
         retired
     }
@@ -179,6 +201,9 @@ impl KeyLookup for KeyRing {
         }
         find_retired(&self.retired, key_id, now)
     }
+    fn retired_until(&self, key_id: &str) -> Option<Timestamp> {
+        retired_until(&self.retired, key_id)
+    }
 }
 
 /// The public half of a [`KeyRing`]: what a verifier needs, without the secret.
@@ -238,6 +263,9 @@ impl KeyLookup for PublicKeyRing {
             return Some(&self.active);
         }
         find_retired(&self.retired, key_id, now)
+    }
+    fn retired_until(&self, key_id: &str) -> Option<Timestamp> {
+        retired_until(&self.retired, key_id)
     }
 }
 

@@ -707,6 +707,25 @@ fn a_rotated_key_verifies_old_tokens_until_they_expire_and_not_after() {
         check(&old_token, 406, "unknown_key");
         check(&new_token, 150, "ok");
     }
+    // A token minted with the retired key after the rotation (a stolen old key) is
+    // refused: it outlives the time the key is kept.
+    let late = Claims::builder(
+        DecisionId::new(T0, 3),
+        Actor::new("ai_agent:customer_service").unwrap(),
+        Action::new("read:customer_data").unwrap(),
+        [0; 32],
+    )
+    .build(k1.key_id(), T0.add_secs(200), 4)
+    .unwrap();
+    let late = mint(&k1, &late).unwrap();
+    for keys in [&ring as &dyn KeyLookup, &public] {
+        let err = verify(&late, keys, &at(210), &NoRevocations).unwrap_err();
+        assert_eq!(err.kind(), "unknown_key");
+        assert!(
+            matches!(err, VerifyError::OutlivesRetiredKey { .. }),
+            "{err}"
+        );
+    }
     // The old key alone no longer verifies new tokens.
     assert_eq!(
         kind(verify(&new_token, &k1, &at(1), &NoRevocations)),
@@ -853,4 +872,25 @@ fn debug_output_never_shows_the_secret() {
     let dbg = format!("{k:?}");
     assert!(dbg.contains(k.key_id()), "{dbg}");
     assert!(!dbg.contains("5, 5") && !dbg.contains("0505"), "{dbg}");
+}
+
+#[test]
+fn rotating_back_to_a_retired_key_makes_it_active_only() {
+    let mut ring = KeyRing::new(key(1));
+    ring.rotate(key(2), T0, 305);
+    ring.rotate(key(1), T0.add_secs(10), 305);
+    let ids: Vec<&str> = ring.retired().iter().map(|r| r.key.key_id()).collect();
+    assert_eq!(ids, [key(2).key_id()]);
+    // Tokens of the active key are not capped by an old retirement.
+    let c = Claims::builder(
+        DecisionId::new(T0, 1),
+        Actor::new("a").unwrap(),
+        Action::new("b").unwrap(),
+        [0; 32],
+    )
+    .ttl_secs(3600)
+    .build(key(1).key_id(), T0.add_secs(20), 1)
+    .unwrap();
+    let t = mint(ring.active(), &c).unwrap();
+    assert_eq!(kind(verify(&t, &ring, &at(1000), &NoRevocations)), "ok");
 }

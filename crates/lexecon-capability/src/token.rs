@@ -527,6 +527,17 @@ pub enum VerifyError {
         /// The key id the token names.
         key_id: String,
     },
+    /// The token was signed by a retired key but expires after that key is kept: it
+    /// was minted after the rotation, with a key that no longer signs.
+    #[error(
+        "token was signed by retired key {key_id} but outlives it (kept until {kept_until}); it was not issued before the rotation, ask for a new decision"
+    )]
+    OutlivesRetiredKey {
+        /// The retired key's id.
+        key_id: String,
+        /// Until when the key is kept.
+        kept_until: Timestamp,
+    },
     /// The token's lifetime has ended.
     #[error(
         "token expired at {expires_at} (now {now}, {skew_secs}s clock skew allowed); ask for a new decision"
@@ -573,7 +584,9 @@ impl VerifyError {
         match self {
             VerifyError::Malformed(_) => "malformed",
             VerifyError::Revoked { .. } => "revoked",
-            VerifyError::UnknownKey { .. } => "unknown_key",
+            VerifyError::UnknownKey { .. } | VerifyError::OutlivesRetiredKey { .. } => {
+                "unknown_key"
+            }
             VerifyError::Signature { .. } => "signature",
             VerifyError::Expired { .. } => "expired",
             VerifyError::NotYetValid { .. } => "not_yet_valid",
@@ -587,7 +600,8 @@ impl VerifyError {
 /// Checks, in this order, stopping at the first failure: the string decodes strictly;
 /// the token id is not revoked (before any signature work, so revoked tokens cost
 /// little); the key id names a key `keys` knows at `opts.now`; the Ed25519 signature
-/// verifies with `verify_strict`; `not_before - skew <= now < expires_at + skew`; then
+/// verifies with `verify_strict`; a token of a retired key does not expire after the
+/// key is kept; `not_before - skew <= now < expires_at + skew`; then
 /// each of actor, action, tool and audience that `opts` names equals the token's.
 pub fn verify(
     token: &str,
@@ -609,6 +623,14 @@ pub fn verify(
     if !key.verify(&payload, &signature) {
         return Err(VerifyError::Signature {
             key_id: claims.key_id,
+        });
+    }
+    if let Some(kept_until) = keys.retired_until(&claims.key_id)
+        && claims.expires_at > kept_until
+    {
+        return Err(VerifyError::OutlivesRetiredKey {
+            key_id: claims.key_id,
+            kept_until,
         });
     }
     let skew = i64::from(opts.clock_skew_secs);
