@@ -657,6 +657,15 @@ proptest! {
     }
 
     #[test]
+    fn truncated_or_padded_tokens_never_verify(cut in 0usize..500, pad in "[=A.\\n \\t-]{1,8}", front in any::<bool>()) {
+        let (token, k, _) = token_and_key();
+        let truncated = &token[..cut % token.len()];
+        prop_assert_eq!(kind(verify(truncated, &k, &at(1), &NoRevocations)), "malformed");
+        let padded = if front { format!("{pad}{token}") } else { format!("{token}{pad}") };
+        prop_assert_eq!(kind(verify(&padded, &k, &at(1), &NoRevocations)), "malformed");
+    }
+
+    #[test]
     fn edited_tokens_never_verify(pos in 0usize..400, ch in "[A-Za-z0-9_=.+/ -]", op in 0u8..3) {
         let (token, k, _) = token_and_key();
         let pos = pos % token.len();
