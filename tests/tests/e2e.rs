@@ -1,34 +1,716 @@
-//! End-to-end tests of the `lexecon` binary, run as a process.
+//! End-to-end tests of the `lexecon` binary and server, run as processes.
 
-use lexecon_e2e::lexecon;
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
-fn tmp() -> std::path::PathBuf {
-    std::env::temp_dir()
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lexecon_e2e::*;
+use lexecon_proto::v1::ledger_service_client::LedgerServiceClient;
+use lexecon_proto::v1::policy_service_client::PolicyServiceClient;
+use lexecon_proto::v1::{DecideRequest, GetEntriesRequest, LoadPolicyRequest, Outcome};
+
+fn init_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let run = lexecon(dir.path(), &["init", "--data-dir", "data"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    dir
+}
+
+async fn ledger_size(server: &Server, token: &str) -> u64 {
+    let mut client = LedgerServiceClient::new(server.channel().await);
+    let mut from = 0;
+    loop {
+        let page = client
+            .get_entries(authed(
+                GetEntriesRequest {
+                    from,
+                    limit: 1000,
+                    kind: String::new(),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if page.entries.is_empty() {
+            return from;
+        }
+        from = page.next;
+    }
 }
 
 #[test]
 fn help_lists_commands_and_exit_codes() {
-    let run = lexecon(&tmp(), &["--help"]);
+    let run = lexecon(&std::env::temp_dir(), &["--help"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("completions"), "{}", run.stdout);
+    for cmd in [
+        "init",
+        "server",
+        "decide",
+        "completions",
+        "bench",
+        "user",
+        "apikey",
+    ] {
+        assert!(
+            run.stdout.contains(cmd),
+            "{cmd} missing from --help:\n{}",
+            run.stdout
+        );
+    }
     let text = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(text.contains("Exit codes: 0 success"), "{text}");
 }
 
 #[test]
 fn usage_errors_exit_2_with_a_message() {
-    let run = lexecon(&tmp(), &["no-such-command"]);
+    let run = lexecon(&std::env::temp_dir(), &["no-such-command"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no-such-command"), "{}", run.stderr);
+    let run = lexecon(
+        &std::env::temp_dir(),
+        &[
+            "decide",
+            "--actor",
+            "a",
+            "--action",
+            "b",
+            "--risk-level",
+            "9",
+        ],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--risk-level"), "{}", run.stderr);
 }
 
 #[test]
 fn completions_for_bash() {
-    let run = lexecon(&tmp(), &["completions", "bash"]);
+    let run = lexecon(&std::env::temp_dir(), &["completions", "bash"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout.contains("_lexecon()"),
         "{}",
         &run.stdout[..run.stdout.len().min(200)]
     );
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force_and_keeps_secrets_private() {
+    let dir = init_dir();
+    let data = dir.path().join("data");
+    let again = lexecon(dir.path(), &["init", "--data-dir", "data"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(
+        again.stderr.contains("already initialised") && again.stderr.contains("--force"),
+        "{}",
+        again.stderr
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data.join("keys/node.ed25519")), 0o600);
+        assert_eq!(mode(&data.join("admin.token")), 0o600);
+        assert_eq!(mode(&data.join("keys/node.ed25519.pub")), 0o644);
+    }
+    let old_token = admin_token(&data);
+    let forced = lexecon(dir.path(), &["init", "--data-dir", "data", "--force"]);
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert_ne!(
+        admin_token(&data),
+        old_token,
+        "--force makes a new admin key"
+    );
+    assert!(forced.stdout.contains("backup-"), "{}", forced.stdout);
+}
+
+#[test]
+fn no_server_answering_is_a_clear_error() {
+    let dir = init_dir();
+    let run = lexecon(
+        dir.path(),
+        &[
+            "decide",
+            "--data-dir",
+            "data",
+            "--server",
+            "http://127.0.0.1:9",
+            "--actor",
+            "a",
+            "--action",
+            "b",
+        ],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no Lexecon server answers at http://127.0.0.1:9"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_and_denied_decisions_through_the_cli() {
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    let url = server.url();
+    let approved = lexecon(
+        dir.path(),
+        &[
+            "decide",
+            "--data-dir",
+            "data",
+            "--server",
+            &url,
+            "--actor",
+            "ai_agent:customer_service",
+            "--action",
+            "read:customer_data",
+            "--tool",
+            "database_query",
+            "--data-class",
+            "pii",
+            "--intent",
+            "answer a ticket",
+            "--json",
+        ],
+    );
+    assert_eq!(approved.code, 0, "{approved:?}");
+    let json: serde_json::Value = serde_json::from_str(&approved.stdout).unwrap();
+    assert_eq!(json["outcome"], "approved");
+    assert!(json["decision_id"].as_str().unwrap().starts_with("dec_"));
+    assert!(
+        json["capability_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("lxc1.")
+    );
+    let denied = lexecon(
+        dir.path(),
+        &[
+            "decide",
+            "--data-dir",
+            "data",
+            "--server",
+            &url,
+            "--actor",
+            "ai_agent:customer_service",
+            "--action",
+            "delete:customer_records",
+            "--tool",
+            "database_query",
+        ],
+    );
+    assert_eq!(denied.code, 1, "{denied:?}");
+    assert!(denied.stdout.starts_with("DENIED"), "{}", denied.stdout);
+    // The token the server issued verifies offline with the node's public key alone.
+    let token = json["capability_token"].as_str().unwrap();
+    let verified = lexecon(
+        dir.path(),
+        &[
+            "token",
+            "verify",
+            token,
+            "--public-key",
+            "data/keys/node.ed25519.pub",
+            "--actor",
+            "ai_agent:customer_service",
+        ],
+    );
+    assert_eq!(verified.code, 0, "{verified:?}");
+    // Health is open; metrics count the decisions.
+    let metrics = reqwest_metrics(server.metrics).await;
+    assert!(
+        metrics.contains("lexecon_decisions_total{outcome=\"approved\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lexecon_decisions_total{outcome=\"denied\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A plain HTTP/1.1 GET of /metrics (no client crate needed).
+async fn reqwest_metrics(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_needs_a_token_and_agents_cannot_administer() {
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    let mut client = decision_client(&server).await;
+    let no_token = client
+        .decide(tonic::Request::new(approved_request()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        no_token.code(),
+        tonic::Code::Unauthenticated,
+        "{no_token:?}"
+    );
+    let bad_token = client
+        .decide(authed(approved_request(), "lxk_not_a_real_key"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_token.code(),
+        tonic::Code::Unauthenticated,
+        "{bad_token:?}"
+    );
+
+    let created = lexecon(
+        dir.path(),
+        &[
+            "apikey",
+            "create",
+            "--data-dir",
+            "data",
+            "--name",
+            "billing-agent",
+            "--role",
+            "agent",
+            "--json",
+        ],
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    let agent_key = serde_json::from_str::<serde_json::Value>(&created.stdout).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ok = client
+        .decide(authed(approved_request(), &agent_key))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.outcome(), Outcome::Approved);
+    let mut policy = PolicyServiceClient::new(server.channel().await);
+    let refused = policy
+        .load_policy(authed(
+            LoadPolicyRequest {
+                source: String::new(),
+            },
+            &agent_key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
+    // Health needs no token.
+    let mut health = tonic_health_client(&server).await;
+    let status = health
+        .check(tonic::Request::new(
+            lexecon_e2e_health::HealthCheckRequest {
+                service: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1, "SERVING");
+}
+
+mod lexecon_e2e_health {
+    //! The grpc.health.v1 messages, declared by hand so the tests need no extra crate.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct HealthCheckRequest {
+        #[prost(string, tag = "1")]
+        pub(crate) service: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(crate) struct HealthCheckResponse {
+        #[prost(int32, tag = "1")]
+        pub(crate) status: i32,
+    }
+}
+
+struct HealthClient(tonic::client::Grpc<tonic::transport::Channel>);
+
+impl HealthClient {
+    async fn check(
+        &mut self,
+        request: tonic::Request<lexecon_e2e_health::HealthCheckRequest>,
+    ) -> Result<tonic::Response<lexecon_e2e_health::HealthCheckResponse>, tonic::Status> {
+        self.0
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::default();
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check");
+        self.0.unary(request, path, codec).await
+    }
+}
+
+async fn tonic_health_client(server: &Server) -> HealthClient {
+    HealthClient(tonic::client::Grpc::new(server.channel().await))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_every_decide_field_is_invalid_argument_and_writes_nothing() {
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    let token = admin_token(&dir.path().join("data"));
+    let mut client = decision_client(&server).await;
+    let before = ledger_size(&server, &token).await;
+    let base = approved_request;
+    let cases: Vec<(DecideRequest, &str)> = vec![
+        (
+            DecideRequest {
+                actor: "a".repeat(300),
+                ..base()
+            },
+            "actor",
+        ),
+        (
+            DecideRequest {
+                actor: "has space".into(),
+                ..base()
+            },
+            "actor",
+        ),
+        (
+            DecideRequest {
+                actor: String::new(),
+                ..base()
+            },
+            "actor",
+        ),
+        (
+            DecideRequest {
+                proposed_action: "read\u{7}".into(),
+                ..base()
+            },
+            "proposed_action",
+        ),
+        (
+            DecideRequest {
+                tool: "x".repeat(200),
+                ..base()
+            },
+            "tool",
+        ),
+        (
+            DecideRequest {
+                data_classes: vec!["p*i".into()],
+                ..base()
+            },
+            "data_classes",
+        ),
+        (
+            DecideRequest {
+                risk_level: 9,
+                ..base()
+            },
+            "risk_level",
+        ),
+        (
+            DecideRequest {
+                policy_mode: 7,
+                ..base()
+            },
+            "policy_mode",
+        ),
+        (
+            DecideRequest {
+                user_intent: "i".repeat(2000),
+                ..base()
+            },
+            "user_intent",
+        ),
+        (
+            DecideRequest {
+                context: [("region".to_owned(), "eu\nwest".to_owned())].into(),
+                ..base()
+            },
+            "context.region",
+        ),
+        (
+            DecideRequest {
+                request_id: "r".repeat(500),
+                ..base()
+            },
+            "request_id",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = client.decide(authed(request, &token)).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{field}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    assert_eq!(
+        ledger_size(&server, &token).await,
+        before,
+        "a refused request wrote to the ledger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_request_id_returns_the_same_decision_once() {
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    let token = admin_token(&dir.path().join("data"));
+    let mut client = decision_client(&server).await;
+    let before = ledger_size(&server, &token).await;
+    let request = DecideRequest {
+        request_id: "retry-1".into(),
+        ..approved_request()
+    };
+    let first = client
+        .decide(authed(request.clone(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .decide(authed(request.clone(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, second);
+    assert_eq!(ledger_size(&server, &token).await, before + 1);
+    let other = client
+        .decide(authed(
+            DecideRequest {
+                request_id: "retry-2".into(),
+                ..request
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(other.decision_id, first.decision_id);
+}
+
+/// Drives Decide calls from `tasks` tasks until `stop` is set; returns every
+/// acknowledged (ledger index, decision id) and the number of failed calls.
+async fn drive_load(
+    server: &Server,
+    token: &str,
+    tasks: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<(u64, String, Vec<u8>)>, u64) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let mut client = decision_client(server).await;
+        let (acked, failed, stop, token) = (
+            acked.clone(),
+            failed.clone(),
+            stop.clone(),
+            token.to_owned(),
+        );
+        handles.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.decide(authed(approved_request(), &token)).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        acked.lock().unwrap().push((
+                            r.ledger_index,
+                            r.decision_id,
+                            r.policy_version_hash,
+                        ));
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    (acked, failed.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Every acknowledged decision is in the ledger at its index, and the ledger verifies.
+async fn assert_all_durable(dir: &Path, acked: &[(u64, String, Vec<u8>)]) {
+    let server = Server::start(dir, "data", &[]);
+    let token = admin_token(&dir.join("data"));
+    let mut client = LedgerServiceClient::new(server.channel().await);
+    let mut seen = std::collections::HashMap::new();
+    let mut from = 0;
+    loop {
+        let page = client
+            .get_entries(authed(
+                GetEntriesRequest {
+                    from,
+                    limit: 1000,
+                    kind: String::new(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if page.entries.is_empty() {
+            break;
+        }
+        for e in &page.entries {
+            if e.kind == "decision" {
+                let v: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap();
+                seen.insert(e.index, v["decision_id"].as_str().unwrap().to_owned());
+            }
+        }
+        from = page.next;
+    }
+    for (index, id, _) in acked {
+        assert_eq!(
+            seen.get(index),
+            Some(id),
+            "acknowledged decision {id} at {index} is missing"
+        );
+    }
+    drop(server);
+    let verify = lexecon(dir, &["verify-ledger", "--data-dir", "data"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_acknowledged_decision() {
+    if !slow_tests() {
+        return eprintln!("skipping: set RUN_SLOW_TESTS=1");
+    }
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    let token = admin_token(&dir.path().join("data"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let server_url = server.url();
+        let _ = server_url;
+        async { drive_load(&server, &token, 16, stop).await }
+    };
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let ((acked, _failed), ()) = tokio::join!(load, killer);
+    assert!(!acked.is_empty());
+    assert_eq!(
+        server.wait(Duration::from_secs(30)),
+        0,
+        "graceful shutdown exits 0"
+    );
+    assert_all_durable(dir.path(), &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_decision() {
+    if !slow_tests() {
+        return eprintln!("skipping: set RUN_SLOW_TESTS=1");
+    }
+    let dir = init_dir();
+    let token = admin_token(&dir.path().join("data"));
+    let mut all_acked = Vec::new();
+    for round in 0..3u64 {
+        let server = Server::start(dir.path(), "data", &[]);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = drive_load(&server, &token, 16, stop.clone());
+        let killer = async {
+            tokio::time::sleep(Duration::from_millis(700 + 300 * round)).await;
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
+        let ((acked, _), ()) = tokio::join!(load, killer);
+        // Kill while the last calls may still be in flight on the server side.
+        server.kill9();
+        all_acked.extend(acked);
+    }
+    assert!(all_acked.len() > 10);
+    let unique: HashSet<_> = all_acked.iter().map(|(i, _, _)| *i).collect();
+    assert_eq!(
+        unique.len(),
+        all_acked.len(),
+        "two acknowledged decisions share a ledger index"
+    );
+    assert_all_durable(dir.path(), &all_acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_hot_reload_under_load_never_fails_or_mixes_versions() {
+    if !slow_tests() {
+        return eprintln!("skipping: set RUN_SLOW_TESTS=1");
+    }
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    let token = admin_token(&dir.path().join("data"));
+    let starter = std::fs::read_to_string(dir.path().join("data/policy.toml")).unwrap();
+    let v2 = starter.replacen("version = ", "version = \"2.0.0\"\n# was: ", 1);
+    assert_ne!(v2, starter);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut policy = PolicyServiceClient::new(server.channel().await);
+    let reloader = async {
+        let mut hashes = HashSet::new();
+        for i in 0..20 {
+            let source = if i % 2 == 0 {
+                v2.clone()
+            } else {
+                starter.clone()
+            };
+            let r = policy
+                .load_policy(authed(LoadPolicyRequest { source }, &token))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.loaded, "{r:?}");
+            hashes.insert(r.policy.unwrap().hash);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // An invalid policy is refused and the old one stays.
+        let bad = policy
+            .load_policy(authed(
+                LoadPolicyRequest {
+                    source: "[policy]\nname = 1\n".into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!bad.loaded && !bad.diagnostics.is_empty(), "{bad:?}");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        hashes
+    };
+    let ((acked, failed), hashes) =
+        tokio::join!(drive_load(&server, &token, 8, stop.clone()), reloader);
+    assert_eq!(failed, 0, "decisions failed during reloads");
+    assert_eq!(hashes.len(), 2);
+    for (_, id, hash) in &acked {
+        assert!(
+            hashes.contains(hash),
+            "{id} was decided under an unknown policy version"
+        );
+    }
 }
