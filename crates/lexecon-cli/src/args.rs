@@ -48,6 +48,14 @@ pub(crate) enum Command {
     /// The node's signing key: rotate it.
     #[command(subcommand)]
     Keys(crate::commands::token::KeysCommand),
+    /// Verify the whole ledger offline; exit 0 valid, 1 tampered.
+    VerifyLedger(crate::commands::ledger::VerifyLedgerArgs),
+    /// The ledger: export a bundle, print an inclusion proof.
+    #[command(subcommand)]
+    Ledger(crate::commands::ledger::LedgerCommand),
+    /// Check Merkle proofs offline (RFC 9162); exit 0 valid, 1 invalid.
+    #[command(subcommand)]
+    Proof(crate::commands::ledger::ProofCommand),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`

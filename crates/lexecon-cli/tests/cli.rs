@@ -228,3 +228,242 @@ fn token_verify_and_keys_rotate_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("invalid (unknown_key): "));
 }
+
+/// A 40-entry SQLite ledger signed by a fixed key; returns (db path, public key PEM
+/// path, the final checkpoint's file).
+fn ledger_fixture(dir: &std::path::Path) -> (String, String, String) {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    let db = dir.join("lexecon.db");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let pem = dir.join("node.ed25519.pub");
+    std::fs::write(
+        &pem,
+        key.verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let note = rt.block_on(async {
+        let pool = lexecon_ledger::open_sqlite(&db, true).await.unwrap();
+        let store = lexecon_ledger::SqliteLedgerStore::new(pool);
+        store.migrate().await.unwrap();
+        let signer = lexecon_ledger::CheckpointSigner::new("lexecon/cli-test", key).unwrap();
+        let config = lexecon_ledger::LedgerConfig {
+            checkpoint_every_entries: 16,
+            checkpoint_interval_ms: 60_000,
+            max_batch: 64,
+        };
+        let ledger = lexecon_ledger::Ledger::open(
+            std::sync::Arc::new(store),
+            signer,
+            config,
+            std::sync::Arc::new(lexecon_core::SystemClock),
+        )
+        .await
+        .unwrap();
+        for i in 0..40 {
+            ledger
+                .append(
+                    lexecon_ledger::EntryKind::Decision,
+                    serde_json::json!({"i": i, "actor": "agent"}),
+                )
+                .await
+                .unwrap();
+        }
+        ledger.shutdown().await.unwrap().unwrap().note
+    });
+    let trusted = dir.join("trusted.checkpoint");
+    std::fs::write(&trusted, note).unwrap();
+    (
+        db.display().to_string(),
+        pem.display().to_string(),
+        trusted.display().to_string(),
+    )
+}
+
+#[test]
+fn ledger_verify_export_prove_and_proof_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, pem, trusted) = ledger_fixture(dir.path());
+    let code = |out: &Output| out.status.code().unwrap();
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = lexecon(&[
+        "verify-ledger",
+        "--ledger-file",
+        &db,
+        "--public-key",
+        &pem,
+        "--trusted-checkpoint",
+        &trusted,
+        "--json",
+    ]);
+    assert_eq!(
+        code(&out),
+        0,
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["entries"], 40);
+
+    // A different public key does not vouch for these checkpoints.
+    let other = dir.path().join("other.pub");
+    {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        let k = ed25519_dalek::SigningKey::from_bytes(&[10; 32]).verifying_key();
+        std::fs::write(&other, k.to_public_key_pem(Default::default()).unwrap()).unwrap();
+    }
+    let out = lexecon(&[
+        "verify-ledger",
+        "--ledger-file",
+        &db,
+        "--public-key",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    assert!(stdout(&out).contains("TAMPERED"), "{}", stdout(&out));
+
+    // prove, then verify-inclusion with its output; a changed root is invalid.
+    let url = format!("sqlite://{db}");
+    let out = lexecon(&[
+        "ledger",
+        "prove",
+        "--index",
+        "5",
+        "--size",
+        "33",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let proof: Vec<&str> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let proof = proof.join(",");
+    let leaf = p["leaf_hash"].as_str().unwrap().to_owned();
+    let root = p["root"].as_str().unwrap().to_owned();
+    let verify = |root: &str| {
+        lexecon(&[
+            "proof",
+            "verify-inclusion",
+            "--leaf-hash",
+            &leaf,
+            "--index",
+            "5",
+            "--size",
+            "33",
+            "--root",
+            root,
+            "--proof",
+            &proof,
+        ])
+    };
+    assert_eq!(code(&verify(&root)), 0);
+    let mut bad = root.clone();
+    bad.replace_range(0..1, if root.starts_with('0') { "1" } else { "0" });
+    assert_eq!(code(&verify(&bad)), 1);
+    assert_eq!(code(&verify("not-hex")), 2);
+
+    // Consistency: the RFC 6962 reference tree's sizes 1 and 1 (equal), and a bad pair.
+    let r1 = "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d";
+    let out = lexecon(&[
+        "proof",
+        "verify-consistency",
+        "--size1",
+        "1",
+        "--size2",
+        "1",
+        "--root1",
+        r1,
+        "--root2",
+        r1,
+    ]);
+    assert_eq!(code(&out), 0);
+    let out = lexecon(&[
+        "proof",
+        "verify-consistency",
+        "--size1",
+        "0",
+        "--size2",
+        "1",
+        "--root1",
+        r1,
+        "--root2",
+        r1,
+        "--json",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("\"valid\":false"));
+
+    // Export, verify the bundle, then tamper with it.
+    let bundle = dir.path().join("bundle");
+    let out = lexecon(&[
+        "ledger",
+        "export",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let b = bundle.to_str().unwrap();
+    assert_eq!(
+        code(&lexecon(&[
+            "verify-ledger",
+            "--bundle",
+            b,
+            "--public-key",
+            &pem
+        ])),
+        0
+    );
+    let entries = bundle.join("entries.jsonl");
+    let text = std::fs::read_to_string(&entries).unwrap();
+    // Truncate the tail and drop the checkpoints covering it: only the trusted
+    // checkpoint notices.
+    let kept: Vec<&str> = text.lines().take(30).collect();
+    std::fs::write(&entries, kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(bundle.join("checkpoint")).unwrap();
+    for size in ["32", "40"] {
+        let _ = std::fs::remove_file(bundle.join("checkpoints").join(size));
+    }
+    assert_eq!(code(&lexecon(&["verify-ledger", "--bundle", b])), 0);
+    let out = lexecon(&[
+        "verify-ledger",
+        "--bundle",
+        b,
+        "--trusted-checkpoint",
+        &trusted,
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("first bad index 30"),
+        "{}",
+        stdout(&out)
+    );
+    // One changed payload byte.
+    std::fs::write(&entries, text.replacen("\"agent\"", "\"agenT\"", 1)).unwrap();
+    let out = lexecon(&["verify-ledger", "--bundle", b]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stdout(&out).contains("first bad index 0"),
+        "{}",
+        stdout(&out)
+    );
+
+    // No database: a runtime error, exit 2.
+    let out = lexecon(&[
+        "verify-ledger",
+        "--ledger-file",
+        dir.path().join("nope.db").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2);
+}

@@ -276,6 +276,15 @@ impl NoteVerifier {
         })
     }
 
+    /// A verifier for the key `name` from a PEM SubjectPublicKeyInfo Ed25519 key (the
+    /// node's `keys/node.ed25519.pub`).
+    pub fn from_public_key_pem(name: &str, pem: &str) -> Result<Self, NoteError> {
+        use ed25519_dalek::pkcs8::DecodePublicKey as _;
+        let key = VerifyingKey::from_public_key_pem(pem.trim())
+            .map_err(|_| NoteError::Malformed("not a PEM Ed25519 public key"))?;
+        NoteVerifier::new(name, key)
+    }
+
     /// Parses a `vkey`: `<name>+<hex key id>+<base64(0x01 || public key)>`.
     pub fn from_vkey(vkey: &str) -> Result<Self, NoteError> {
         let mut parts = vkey.trim().splitn(3, '+');

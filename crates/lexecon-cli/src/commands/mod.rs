@@ -2,6 +2,7 @@
 
 pub(crate) mod client;
 pub(crate) mod decide;
+pub(crate) mod ledger;
 pub(crate) mod policy;
 pub(crate) mod service;
 pub(crate) mod token;
@@ -25,6 +26,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Token(cmd) => token::run_token(&cmd),
         Command::Keys(cmd) => token::run_keys(&cmd),
+        Command::VerifyLedger(args) => ledger::run_verify(&args),
+        Command::Ledger(cmd) => ledger::run_ledger(&cmd),
+        Command::Proof(cmd) => ledger::run_proof(&cmd),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "lexecon", &mut std::io::stdout());

@@ -1,0 +1,453 @@
+//! `lexecon verify-ledger`, `lexecon ledger export|prove`, `lexecon proof verify-*`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use lexecon_engine::config::{Config, DEFAULT_DATA_DIR, Sources};
+use lexecon_engine::db::Database;
+use lexecon_ledger::{
+    LedgerStore, NoteVerifier, PgLedgerStore, SqliteLedgerStore, VerifyOptions, VerifyReport,
+};
+
+use crate::Verdict;
+
+/// Where the ledger lives, for commands that read it.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SourceArgs {
+    /// The data directory (its configuration names the database; default
+    /// `DIR/lexecon.db`).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub(crate) data_dir: PathBuf,
+    /// A configuration file instead of DIR/lexecon.toml.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// A database URL (`sqlite://PATH` or `postgres://...`) instead of the configured one.
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+}
+
+/// `lexecon verify-ledger`.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Verify the whole ledger offline: every leaf, chain link and payload \
+hash, the Merkle tree, and every signed checkpoint's root and signature. Prints the first \
+bad entry and what is wrong.\n\n\
+Exit codes: 0 valid, 1 tampered, 2 error.\n\n\
+Trust: signatures are checked with --public-key when given, otherwise with the keys the \
+ledger recorded in its database (or the bundle's verifier.vkey), which proves integrity \
+but not authenticity. Pass --trusted-checkpoint (a checkpoint you saved earlier) to catch \
+a truncated or rewritten tail.\n\n\
+Examples:\n  lexecon verify-ledger\n  lexecon verify-ledger --ledger-file ./.lexecon/lexecon.db \
+--public-key ./.lexecon/keys/node.ed25519.pub --trusted-checkpoint saved.checkpoint\n  \
+lexecon verify-ledger --bundle ./audit-2026-11 --json"
+)]
+pub(crate) struct VerifyLedgerArgs {
+    /// A SQLite ledger file.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["database_url", "bundle"])]
+    ledger_file: Option<PathBuf>,
+    /// A database URL (`sqlite://PATH` or `postgres://...`).
+    #[arg(long, value_name = "URL", conflicts_with = "bundle")]
+    database_url: Option<String>,
+    /// An export bundle directory (`lexecon ledger export`).
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// A signed checkpoint the log must still contain (catches truncation and rewrites).
+    #[arg(long, value_name = "FILE")]
+    trusted_checkpoint: Option<PathBuf>,
+    /// The node's Ed25519 public key (PEM); repeat for keys from before a rotation.
+    #[arg(long, value_name = "FILE")]
+    public_key: Vec<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The data directory (default source: its configured database).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// A configuration file instead of DIR/lexecon.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `lexecon ledger ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum LedgerCommand {
+    /// Write an export bundle: entries.jsonl, checkpoint, checkpoints/, verifier.vkey.
+    ///
+    /// Entries N..M are written (--to is exclusive; default: up to the latest signed
+    /// checkpoint). The format is specified in docs/ledger-format.md.
+    ///
+    /// Example: `lexecon ledger export --out ./audit-2026-11`
+    Export {
+        /// The directory to write.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The first entry index.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        from: u64,
+        /// One past the last entry index.
+        #[arg(long, value_name = "N")]
+        to: Option<u64>,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Print an inclusion proof of entry N as JSON (index, size, leaf_hash, root, proof).
+    ///
+    /// Example: `lexecon ledger prove --index 5 --size 1000`, then check it with
+    /// `lexecon proof verify-inclusion`.
+    Prove {
+        /// The entry index.
+        #[arg(long, value_name = "N")]
+        index: u64,
+        /// The tree size (default: the current size).
+        #[arg(long, value_name = "N")]
+        size: Option<u64>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+/// `lexecon proof ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ProofCommand {
+    /// Verify an inclusion proof (RFC 9162 §2.1.3.2); exit 0 valid, 1 invalid.
+    ///
+    /// Example: `lexecon proof verify-inclusion --leaf-hash 6e34... --index 0 --size 1
+    /// --root 6e34...`
+    VerifyInclusion {
+        /// The leaf hash, hex.
+        #[arg(long, value_name = "HEX")]
+        leaf_hash: String,
+        /// The leaf index.
+        #[arg(long, value_name = "N")]
+        index: u64,
+        /// The tree size.
+        #[arg(long, value_name = "N")]
+        size: u64,
+        /// The tree root, hex.
+        #[arg(long, value_name = "HEX")]
+        root: String,
+        /// The proof hashes, hex, comma-separated (empty for a one-leaf tree).
+        #[arg(long, value_name = "HEX,...", value_delimiter = ',')]
+        proof: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a consistency proof (RFC 9162 §2.1.4.2); exit 0 valid, 1 invalid.
+    ///
+    /// Example: `lexecon proof verify-consistency --size1 3 --size2 7 --root1 HEX
+    /// --root2 HEX --proof HEX,HEX,HEX`
+    VerifyConsistency {
+        /// The older tree size.
+        #[arg(long, value_name = "N")]
+        size1: u64,
+        /// The newer tree size.
+        #[arg(long, value_name = "N")]
+        size2: u64,
+        /// The older root, hex.
+        #[arg(long, value_name = "HEX")]
+        root1: String,
+        /// The newer root, hex.
+        #[arg(long, value_name = "HEX")]
+        root2: String,
+        /// The proof hashes, hex, comma-separated.
+        #[arg(long, value_name = "HEX,...", value_delimiter = ',')]
+        proof: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The database URL a command should read.
+fn database_url(data_dir: &Path, config: Option<&Path>, url: Option<&str>) -> Result<String> {
+    if let Some(url) = url {
+        return Ok(url.to_owned());
+    }
+    let config = Config::load(&Sources {
+        data_dir: Some(data_dir.to_owned()),
+        config_file: config.map(Path::to_owned),
+    })?;
+    Ok(config.database_url())
+}
+
+/// Opens an existing ledger database (never creates one).
+async fn open_store(url: &str) -> Result<Arc<dyn LedgerStore>> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = path.split('?').next().unwrap_or(path);
+        if !Path::new(path).is_file() {
+            bail!("no ledger database at {path}: give --data-dir, --ledger-file or --database-url");
+        }
+    }
+    Ok(match Database::connect(url, 4).await? {
+        Database::Sqlite(pool) => Arc::new(SqliteLedgerStore::new(pool)),
+        Database::Postgres(pool) => Arc::new(PgLedgerStore::new(pool)),
+    })
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Verifiers for the given PEM keys, named as the log names its keys.
+fn pem_verifiers(keys: &[PathBuf], names: &[String]) -> Result<Vec<NoteVerifier>> {
+    if names.is_empty() && !keys.is_empty() {
+        bail!(
+            "the ledger records no key name to check --public-key against: it has never been signed"
+        );
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let pem = read(key)?;
+        for name in names {
+            out.push(
+                NoteVerifier::from_public_key_pem(name, &pem)
+                    .with_context(|| format!("{}", key.display()))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verifying {bar:40} {pos}/{len} entries ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Runs `verify-ledger`.
+pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
+    let trusted = args.trusted_checkpoint.as_deref().map(read).transpose()?;
+    let bar = progress_bar(args.json);
+    let progress: Option<lexecon_ledger::Progress> = bar.clone().map(|bar| {
+        Arc::new(move |done: u64, total: u64| {
+            if total > 0 {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }) as lexecon_ledger::Progress
+    });
+    let report = if let Some(dir) = &args.bundle {
+        let names: Vec<String> = read(&dir.join("verifier.vkey"))?
+            .lines()
+            .filter_map(|l| NoteVerifier::from_vkey(l).ok())
+            .map(|v| v.name().to_owned())
+            .collect();
+        let options = VerifyOptions {
+            verifiers: pem_verifiers(&args.public_key, &names)?,
+            trusted_checkpoint: trusted,
+            page_size: 0,
+            progress,
+        };
+        lexecon_ledger::verify_bundle(dir, &options)?
+    } else {
+        let url = match &args.ledger_file {
+            Some(path) => format!("sqlite://{}", path.display()),
+            None => database_url(
+                &args.data_dir,
+                args.config.as_deref(),
+                args.database_url.as_deref(),
+            )?,
+        };
+        runtime()?.block_on(async {
+            let store = open_store(&url).await?;
+            let names: Vec<String> = lexecon_ledger::stored_verifiers(store.as_ref())
+                .await?
+                .iter()
+                .map(|v| v.name().to_owned())
+                .collect();
+            let options = VerifyOptions {
+                verifiers: pem_verifiers(&args.public_key, &names)?,
+                trusted_checkpoint: trusted,
+                page_size: 0,
+                progress,
+            };
+            anyhow::Ok(lexecon_ledger::verify(store, &options).await?)
+        })?
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    print_report(&report, args.json)?;
+    Ok(if report.valid {
+        Verdict::Yes
+    } else {
+        Verdict::No
+    })
+}
+
+fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    match &report.problem {
+        None => {
+            println!(
+                "valid: {} entries, {} checkpoints checked, {} redacted, root {}",
+                report.entries, report.checkpoints, report.redacted, report.root
+            );
+            if let Some(size) = report.trusted_checkpoint_size {
+                println!("the trusted checkpoint at size {size} matches");
+            }
+        }
+        Some(p) => match p.index {
+            Some(i) => println!("TAMPERED: first bad index {i}: {}", p.what),
+            None => println!("TAMPERED: {}", p.what),
+        },
+    }
+    println!("keys: {}", report.keys);
+    Ok(())
+}
+
+/// Runs `ledger export|prove`.
+pub(crate) fn run_ledger(cmd: &LedgerCommand) -> Result<Verdict> {
+    match cmd {
+        LedgerCommand::Export {
+            out,
+            from,
+            to,
+            json,
+            source,
+        } => {
+            let url = database_url(
+                &source.data_dir,
+                source.config.as_deref(),
+                source.database_url.as_deref(),
+            )?;
+            let summary = runtime()?.block_on(async {
+                let store = open_store(&url).await?;
+                anyhow::Ok(lexecon_ledger::export(store.as_ref(), out, *from, *to).await?)
+            })?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "exported entries {}..{} and {} checkpoints to {}",
+                    summary.from,
+                    summary.to,
+                    summary.checkpoints,
+                    out.display()
+                );
+                if summary.latest_checkpoint.is_none() {
+                    println!("warning: no signed checkpoint covers these entries yet");
+                }
+            }
+            Ok(Verdict::Yes)
+        }
+        LedgerCommand::Prove {
+            index,
+            size,
+            source,
+        } => {
+            let url = database_url(
+                &source.data_dir,
+                source.config.as_deref(),
+                source.database_url.as_deref(),
+            )?;
+            let proof = runtime()?.block_on(async {
+                let store = open_store(&url).await?;
+                anyhow::Ok(lexecon_ledger::inclusion_proof(store.as_ref(), *index, *size).await?)
+            })?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(Verdict::Yes)
+        }
+    }
+}
+
+fn hex_arg(what: &str, value: &str) -> Result<Vec<u8>> {
+    hex::decode(value.trim())
+        .with_context(|| format!("--{what} is not hex: give lowercase hex such as 6e340b9c..."))
+}
+
+fn hex_list(values: &[String]) -> Result<Vec<Vec<u8>>> {
+    values
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| hex_arg("proof", v))
+        .collect()
+}
+
+fn proof_verdict(result: Result<(), lexecon_ledger::ProofError>, json: bool) -> Result<Verdict> {
+    if json {
+        let value = match &result {
+            Ok(()) => serde_json::json!({"valid": true}),
+            Err(e) => serde_json::json!({"valid": false, "reason": e.to_string()}),
+        };
+        println!("{value}");
+    } else {
+        match &result {
+            Ok(()) => println!("valid"),
+            Err(e) => println!("invalid: {e}"),
+        }
+    }
+    Ok(if result.is_ok() {
+        Verdict::Yes
+    } else {
+        Verdict::No
+    })
+}
+
+/// Runs `proof verify-inclusion|verify-consistency`.
+pub(crate) fn run_proof(cmd: &ProofCommand) -> Result<Verdict> {
+    match cmd {
+        ProofCommand::VerifyInclusion {
+            leaf_hash,
+            index,
+            size,
+            root,
+            proof,
+            json,
+        } => {
+            let result = lexecon_ledger::verify_inclusion(
+                &hex_arg("leaf-hash", leaf_hash)?,
+                *index,
+                *size,
+                &hex_list(proof)?,
+                &hex_arg("root", root)?,
+            );
+            proof_verdict(result, *json)
+        }
+        ProofCommand::VerifyConsistency {
+            size1,
+            size2,
+            root1,
+            root2,
+            proof,
+            json,
+        } => {
+            let result = lexecon_ledger::verify_consistency(
+                *size1,
+                *size2,
+                &hex_list(proof)?,
+                &hex_arg("root1", root1)?,
+                &hex_arg("root2", root2)?,
+            );
+            proof_verdict(result, *json)
+        }
+    }
+}
