@@ -80,6 +80,15 @@ impl AccessRules {
         }
     }
 
+    /// True when no rule exists, so every model passes.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.restricted.is_empty()
+            && self.user_allow.is_empty()
+            && self.role_allow.is_empty()
+            && self.user_deny.is_empty()
+            && self.role_deny.is_empty()
+    }
+
     /// Checks `model` (lowercased characters) for `user` with `roles`.
     pub(crate) fn check(
         &self,

@@ -352,9 +352,29 @@ impl Compiled {
     }
 
     fn price(&self, model: &str) -> Option<Price> {
+        let chars = lower_chars(model);
         self.catalog
-            .price(&model.to_lowercase(), &lower_chars(model))
+            .price(&model.to_lowercase(), || chars.as_slice())
     }
+}
+
+/// `budget.<scope>.<name>`, built without the formatting machinery (hot path).
+fn limit_id(scope: &str, name: &str) -> String {
+    let mut id = String::with_capacity(8 + scope.len() + name.len());
+    id.push_str("budget.");
+    id.push_str(scope);
+    id.push('.');
+    id.push_str(name);
+    id
+}
+
+/// `<kind>:<name>`.
+fn scope_name(kind: &str, name: &str) -> String {
+    let mut scope = String::with_capacity(kind.len() + 1 + name.len());
+    scope.push_str(kind);
+    scope.push(':');
+    scope.push_str(name);
+    scope
 }
 
 /// Limit ids of every limit set in `limits` for `scope`.
@@ -374,7 +394,7 @@ fn push_limit_ids(out: &mut Vec<String>, scope: &str, limits: &Limits) {
         ),
     ] {
         if set {
-            out.push(format!("budget.{scope}.{name}"));
+            out.push(limit_id(scope, name));
         }
     }
 }
@@ -391,6 +411,45 @@ fn check_text(field: &str, value: &str) -> Result<(), BudgetError> {
         )));
     }
     Ok(())
+}
+
+/// Model access and price: a synchronous step, so nothing in it is held across an await.
+fn model_price(c: &Compiled, usage: &LlmUsage, user: &str) -> Result<Price, BudgetError> {
+    let model_lower = usage.model.to_lowercase();
+    // Glob matching needs characters; most calls need none (no lists, exact price).
+    let model_chars = std::cell::OnceCell::new();
+    let chars = || {
+        model_chars
+            .get_or_init(|| lower_chars(&usage.model))
+            .as_slice()
+    };
+    if !c.access.is_empty() {
+        c.access.check(chars(), user, &usage.roles).map_err(|d| {
+            BudgetError::Denied(Denial {
+                reason: d.reason,
+                scope: d.scope,
+                limit_id: d.limit_id,
+                current: 0,
+                limit: 0,
+                retry_after: None,
+            })
+        })?;
+    }
+    match c.catalog.price(&model_lower, chars) {
+        Some(p) => Ok(p),
+        None if c.config.allow_unpriced_models => Ok(Price {
+            input_per_mtok: crate::Dollars(0),
+            output_per_mtok: crate::Dollars(0),
+        }),
+        None => Err(BudgetError::Denied(Denial {
+            reason: DenialReason::ModelUnpriced,
+            scope: "global".to_owned(),
+            limit_id: "budget.pricing".to_owned(),
+            current: 0,
+            limit: 0,
+            retry_after: None,
+        })),
+    }
 }
 
 /// LLM usage governance over one store; share it behind an `Arc`.
@@ -539,37 +598,7 @@ impl BudgetManager {
             }
         }
 
-        let model_lower = usage.model.to_lowercase();
-        let model_chars = lower_chars(&usage.model);
-        c.access
-            .check(&model_chars, user, &usage.roles)
-            .map_err(|d| {
-                BudgetError::Denied(Denial {
-                    reason: d.reason,
-                    scope: d.scope,
-                    limit_id: d.limit_id,
-                    current: 0,
-                    limit: 0,
-                    retry_after: None,
-                })
-            })?;
-        let price = match c.catalog.price(&model_lower, &model_chars) {
-            Some(p) => p,
-            None if c.config.allow_unpriced_models => Price {
-                input_per_mtok: crate::Dollars(0),
-                output_per_mtok: crate::Dollars(0),
-            },
-            None => {
-                return Err(BudgetError::Denied(Denial {
-                    reason: DenialReason::ModelUnpriced,
-                    scope: "global".to_owned(),
-                    limit_id: "budget.pricing".to_owned(),
-                    current: 0,
-                    limit: 0,
-                    retry_after: None,
-                }));
-            }
-        };
+        let price = model_price(&c, usage, user)?;
         let tokens = usage
             .estimated_input_tokens
             .saturating_add(usage.max_output_tokens);
@@ -579,20 +608,23 @@ impl BudgetManager {
         let empty = Limits::default();
         let mut scoped: Vec<(String, &Limits)> = Vec::with_capacity(2 + roles.len());
         scoped.push(("global".to_owned(), &c.global));
-        scoped.push((format!("user:{user}"), user_limits));
+        scoped.push((scope_name("user", user), user_limits));
         for role in &roles {
-            scoped.push((format!("role:{role}"), c.roles.get(*role).unwrap_or(&empty)));
+            scoped.push((
+                scope_name("role", role),
+                c.roles.get(*role).unwrap_or(&empty),
+            ));
         }
 
         let mut limit_ids = Vec::new();
         let mut checks = Vec::with_capacity(scoped.len());
-        for (scope, limits) in &scoped {
+        for (scope, limits) in scoped {
             if let Some(max) = limits.max_tokens_per_request
                 && tokens > max
             {
                 return Err(Self::deny(
                     DenialReason::MaxTokensPerRequest,
-                    scope,
+                    &scope,
                     "max_tokens_per_request",
                     tokens,
                     max,
@@ -603,16 +635,16 @@ impl BudgetManager {
             {
                 return Err(Self::deny(
                     DenialReason::MaxRequestCost,
-                    scope,
+                    &scope,
                     "max_request_cost",
                     cost,
                     max.micros(),
                 ));
             }
-            push_limit_ids(&mut limit_ids, scope, limits);
+            push_limit_ids(&mut limit_ids, &scope, limits);
             let budget = limits.monthly_budget.map(crate::Dollars::micros);
             checks.push(ScopeCheck {
-                scope: scope.clone(),
+                scope,
                 budget_micros: budget,
                 enforce_budget: c.config.enforce_budget,
                 soft_micros: budget.zip(limits.soft_limit_pct).map(|(b, f)| f.of(b)),

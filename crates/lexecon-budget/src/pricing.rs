@@ -111,13 +111,18 @@ impl Catalog {
     }
 
     /// The price of `model`: an exact name first, else the most specific glob.
-    pub(crate) fn price(&self, model_lower: &str, model_chars: &[char]) -> Option<Price> {
+    pub(crate) fn price<'a>(
+        &self,
+        model_lower: &str,
+        model_chars: impl FnOnce() -> &'a [char],
+    ) -> Option<Price> {
         if let Some(p) = self.exact.get(model_lower) {
             return Some(*p);
         }
+        let chars = model_chars();
         self.globs
             .iter()
-            .find(|(g, _)| g.matches_lowercase(model_chars))
+            .find(|(g, _)| g.matches_lowercase(chars))
             .map(|(_, p)| *p)
     }
 }

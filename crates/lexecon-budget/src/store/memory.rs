@@ -1,6 +1,8 @@
 //! The in-memory store: one mutex over every counter, for tests and single-process use.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use lexecon_core::{ReservationId, Timestamp};
@@ -18,11 +20,41 @@ pub struct MemoryBudgetStore {
     inner: Mutex<Inner>,
 }
 
+/// Hashes reservation ids by their random ULID bits: they are already uniform, and
+/// SipHash over 16 bytes is a measurable part of the hot path.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            for (w, b) in word.iter_mut().zip(chunk) {
+                *w = *b;
+            }
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        // The low 80 bits of a ULID are random; the high bits are the time.
+        self.0 = (v as u64) ^ ((v >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<ReservationId, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct Inner {
     scopes: HashMap<String, ScopeState>,
-    reservations: HashMap<ReservationId, ReservationRecord>,
-    open_by_expiry: BTreeSet<(i64, ReservationId)>,
+    reservations: IdMap<ReservationRecord>,
+    /// Expiry times of reservations, earliest first; closed ones are skipped lazily.
+    expiry: BinaryHeap<Reverse<(i64, ReservationId)>>,
     closed: VecDeque<(i64, ReservationId)>,
 }
 
@@ -162,8 +194,8 @@ impl MemoryBudgetStore {
             state: ReservationState::Open,
         };
         inner
-            .open_by_expiry
-            .insert((req.expires_at.unix_micros(), req.id));
+            .expiry
+            .push(Reverse((req.expires_at.unix_micros(), req.id)));
         inner.reservations.insert(req.id, record);
         ReserveOutcome::Reserved(events)
     }
@@ -224,8 +256,7 @@ fn check_scope(
 }
 
 impl Inner {
-    fn close(&mut self, id: ReservationId, expires_at: Timestamp, now: Timestamp) {
-        self.open_by_expiry.remove(&(expires_at.unix_micros(), id));
+    fn close(&mut self, id: ReservationId, now: Timestamp) {
         self.closed.push_back((now.unix_micros(), id));
     }
 
@@ -312,7 +343,7 @@ impl BudgetStore for MemoryBudgetStore {
                     r.state = new_state;
                 }
                 if was_open {
-                    inner.close(stored.id, stored.expires_at, now);
+                    inner.close(stored.id, now);
                 }
                 Ok(SettleOutcome {
                     charged_micros,
@@ -349,7 +380,7 @@ impl BudgetStore for MemoryBudgetStore {
                         ReleaseReason::Expired => ReservationState::Expired,
                     };
                 }
-                inner.close(stored.id, stored.expires_at, now);
+                inner.close(stored.id, now);
                 true
             }
             _ => false,
@@ -362,14 +393,24 @@ impl BudgetStore for MemoryBudgetStore {
         now: Timestamp,
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<ReservationId>, StoreError>> {
-        let inner = self.lock();
-        let ids = inner
-            .open_by_expiry
-            .iter()
-            .take_while(|(at, _)| *at <= now.unix_micros())
-            .take(max)
-            .map(|(_, id)| *id)
-            .collect();
+        let mut inner = self.lock();
+        let mut ids = Vec::new();
+        while ids.len() < max {
+            let Some(Reverse((at, id))) = inner.expiry.peek().copied() else {
+                break;
+            };
+            if at > now.unix_micros() {
+                break;
+            }
+            inner.expiry.pop();
+            if inner
+                .reservations
+                .get(&id)
+                .is_some_and(|r| r.state == ReservationState::Open)
+            {
+                ids.push(id);
+            }
+        }
         Box::pin(std::future::ready(Ok(ids)))
     }
 
