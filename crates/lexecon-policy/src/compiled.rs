@@ -335,9 +335,11 @@ impl CompiledPolicy {
         let mut seen = vec![false; terms.len()];
         compiled.implied = (0..terms.len())
             .map(|start| {
-                seen.iter_mut().for_each(|s| *s = false);
                 let mut out = Vec::new();
                 let mut stack: Vec<u32> = implies.get(start).cloned().unwrap_or_default();
+                if stack.is_empty() {
+                    return Box::default();
+                }
                 while let Some(t) = stack.pop() {
                     let Some(s) = seen.get_mut(t as usize) else {
                         continue;
@@ -349,6 +351,13 @@ impl CompiledPolicy {
                     out.push(t);
                     if let Some(next) = implies.get(t as usize) {
                         stack.extend_from_slice(next);
+                    }
+                }
+                // Reset only what this search marked, so the closure costs what it
+                // visits, not terms x terms.
+                for &t in &out {
+                    if let Some(s) = seen.get_mut(t as usize) {
+                        *s = false;
                     }
                 }
                 out.sort_unstable();
