@@ -225,6 +225,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[risk]`: weights, thresholds and rules (see docs/risk.md).
     pub risk: lexecon_risk::RiskConfig,
+    /// `[budget]`: LLM budgets, rates and model access (see docs/budget.md).
+    pub budget: lexecon_budget::BudgetConfig,
     /// The data directory the configuration was loaded for (not a key).
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -389,8 +391,36 @@ fn env_provider() -> Env {
 
 /// The commented `lexecon.toml` that `lexecon init` writes: every key with its default.
 pub fn default_config_file(node_id: &str) -> String {
-    DEFAULT_CONFIG_TEMPLATE.replace("{node_id}", node_id)
+    /// The sections whose defaults are data owned by other crates, written out in full so
+    /// an operator edits real values rather than guessing key names.
+    #[derive(Serialize)]
+    struct DataSections<'a> {
+        risk: &'a lexecon_risk::RiskConfig,
+        budget: &'a lexecon_budget::BudgetConfig,
+    }
+    let defaults = Config::default();
+    let data = toml::to_string(&DataSections { risk: &defaults.risk, budget: &defaults.budget }).unwrap_or_default();
+    let mut out = DEFAULT_CONFIG_TEMPLATE.replace("{node_id}", node_id);
+    out.push_str(DATA_SECTIONS_HEADER);
+    out.push_str(&data);
+    out
 }
+
+const DATA_SECTIONS_HEADER: &str = "
+# ---------------------------------------------------------------------------------
+# [risk]: the six-dimension risk rules and weights (docs/risk.md explains each one).
+# [budget]: LLM budgets, rate limits, model access and prices (docs/budget.md).
+# Unset limits (monthly_budget, rpm_limit, tpm_limit, max_request_cost,
+# max_tokens_per_request, soft_limit_pct) mean unlimited; for example:
+#   [budget]
+#   monthly_budget = 100.0
+#   rpm_limit = 60
+#   [budget.users.alice]
+#   monthly_budget = 20.0
+#   [budget.global]
+#   monthly_budget = 1000.0
+# ---------------------------------------------------------------------------------
+";
 
 /// Whether `dir` looks initialised (it has a configuration file).
 pub fn is_initialised(dir: &Path) -> bool {

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+use lexecon_budget::{BudgetError, BudgetManager, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore};
 use lexecon_auth::{AuthConfig, AuthService, PgAuthStore, SqliteAuthStore};
 use lexecon_capability::{Claims, KeyRing, RevocationList, VerifyError, VerifyOptions};
 use lexecon_core::{ActionRequest, Clock, DecisionId, Outcome, Timestamp, TokenId};
@@ -43,6 +44,12 @@ pub enum EngineError {
     /// The risk configuration is invalid.
     #[error("invalid configuration: {0}")]
     Risk(#[from] lexecon_risk::RiskConfigError),
+    /// The budget configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Budget(#[from] lexecon_budget::BudgetConfigError),
+    /// Redis could not be reached or configured.
+    #[error("redis: {0}; check redis.url")]
+    Redis(String),
     /// The caller asked for something that does not exist or is malformed.
     #[error("{0}")]
     InvalidArgument(String),
@@ -84,6 +91,7 @@ pub struct Engine {
     ledger: Ledger,
     ledger_store: Arc<dyn LedgerStore>,
     auth: Arc<AuthService>,
+    budget: Arc<BudgetManager>,
     revoked: Revocations,
     in_flight: Mutex<HashMap<IdemKey, Arc<OnceCell<Decision>>>>,
 }
@@ -143,8 +151,34 @@ impl Engine {
             warnings,
         };
         let auth = Arc::new(auth_service(&db, Arc::clone(&clock)));
+        let budget_store = budget_store(&config, &db)?;
+        let budget = Arc::new(BudgetManager::new(config.budget.clone(), budget_store, Arc::clone(&clock))?);
+        {
+            // Soft-limit events are recorded in the ledger; the call itself proceeds.
+            let ledger = ledger.clone();
+            budget.on_soft_limit(move |event| {
+                let payload = json!({
+                    "event": format!("{:?}", event.kind).to_lowercase(),
+                    "scope": event.scope,
+                    "limit_id": event.limit_id,
+                    "period": event.period.to_string(),
+                    "current_micros": event.current_micros,
+                    "threshold_micros": event.threshold_micros,
+                    "budget_micros": event.budget_micros,
+                    "message": event.message(),
+                });
+                let ledger = ledger.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = ledger.append(EntryKind::BudgetEvent, payload).await {
+                        tracing::error!(error = %e, "recording a budget event failed");
+                    }
+                });
+            });
+        }
+        budget.spawn_sweeper(std::time::Duration::from_secs(5));
         let engine = Engine {
             auth,
+            budget,
             policy: PolicySlot::new(active),
             policy_load: tokio::sync::Mutex::new(()),
             risk: RwLock::new(Arc::new(risk)),
@@ -170,6 +204,11 @@ impl Engine {
     /// The shared database.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// LLM budgets, rates and model access.
+    pub fn budget(&self) -> &Arc<BudgetManager> {
+        &self.budget
     }
 
     /// Users, sessions, MFA and API keys.
@@ -209,9 +248,11 @@ impl Engine {
             .map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
     }
 
-    /// Scores the risk of a request without deciding it.
+    /// Scores the risk of a request without deciding it (an LLM call's cost estimate
+    /// comes from the budget's price catalog).
     pub fn assess(&self, req: &ActionRequest) -> Assessment {
-        self.risk_scorer().assess(req, None)
+        let cost = req.llm.as_ref().and_then(|l| self.budget.estimate_cost_micros(&l.model, l.estimated_input_tokens, l.max_output_tokens));
+        self.risk_scorer().assess(req, cost)
     }
 
     /// What the active policy would decide (no ledger, no token, no budget).
@@ -278,7 +319,7 @@ impl Engine {
         let decision_id = DecisionId::new(now, rand::thread_rng().r#gen());
         let policy = self.policy.current();
         let policy_hash = policy.compiled.hash();
-        let assessment = self.risk_scorer().assess(&req, None);
+        let assessment = self.assess(&req);
         let eval = policy.compiled.evaluate(
             &req,
             RiskInput {
@@ -286,9 +327,29 @@ impl Engine {
                 escalation_threshold: assessment.escalation_threshold,
             },
         );
-        let outcome = eval.outcome;
-        let reasons = eval.reasons.clone();
-        let reasoning = eval.reasoning.clone();
+        let mut outcome = eval.outcome;
+        let mut reasons = eval.reasons.clone();
+        let mut reasoning = eval.reasoning.clone();
+
+        // Budget, rate and model access for an LLM call the policy approved. Any failure
+        // of the budget step denies: deny is the safe failure.
+        let mut reservation = None;
+        if let (Outcome::Approved, Some(llm)) = (outcome, &req.llm) {
+            match self.budget.authorize(llm).await {
+                Ok(auth) => reservation = Some(auth.reservation_id),
+                Err(BudgetError::Denied(denial)) => {
+                    outcome = Outcome::Denied;
+                    reasons = vec![denial.limit_id.clone()];
+                    reasoning = format!("Denied by the LLM budget: {}.", denial.message());
+                }
+                Err(other) => {
+                    tracing::error!(error = %other, "budget check failed; denying");
+                    outcome = Outcome::Denied;
+                    reasons = vec!["budget-unavailable".to_owned()];
+                    reasoning = format!("Denied because the budget check failed: {other}.");
+                }
+            }
+        }
 
         let mut token = None;
         let mut token_claims = None;
@@ -315,6 +376,7 @@ impl Engine {
             token_claims = Some(claims);
         }
 
+        let reservation_text = reservation.map(|r| r.to_string());
         let payload = decision_payload(
             principal,
             &decision_id,
@@ -323,12 +385,22 @@ impl Engine {
             &eval,
             outcome,
             &reasons,
+            &reasoning,
             &assessment,
             &policy,
             token_claims.as_ref(),
-            None,
+            reservation_text.as_deref(),
         );
-        let receipt: Receipt = self.ledger.append(EntryKind::Decision, payload).await?;
+        let receipt: Receipt = match self.ledger.append(EntryKind::Decision, payload).await {
+            Ok(receipt) => receipt,
+            Err(e) => {
+                // Nothing was acknowledged: give the reservation back.
+                if let Some(id) = reservation {
+                    let _ = self.budget.release(id).await;
+                }
+                return Err(e.into());
+            }
+        };
         Ok(Decision {
             decision_id,
             request_id,
@@ -341,7 +413,7 @@ impl Engine {
             risk_dimensions: dimension_views(&assessment),
             capability_token: token,
             token_expires_at: token_claims.as_ref().map(|c| c.expires_at),
-            reservation_id: None,
+            reservation_id: reservation_text,
             ledger_index: receipt.index,
             ledger_leaf_hash: receipt.leaf_hash,
             policy_version_hash: policy_hash,
@@ -626,6 +698,20 @@ impl Engine {
         }
     }
 
+    /// Puts new budget limits in force atomically (counters kept) and records it; an
+    /// invalid configuration changes nothing.
+    pub async fn reload_budget(&self, config: lexecon_budget::BudgetConfig) -> Result<(), EngineError> {
+        self.budget.reload(config)?;
+        self.ledger.append(EntryKind::ConfigReloaded, json!({"section": "budget"})).await?;
+        Ok(())
+    }
+
+    /// Records an authentication event (a user or key created, a login) in the ledger.
+    /// The payload must not hold secrets.
+    pub async fn record_auth_event(&self, payload: serde_json::Value) -> Result<u64, EngineError> {
+        Ok(self.ledger.append(EntryKind::AuthEvent, payload).await?.index)
+    }
+
     /// Flushes the ledger and signs a final checkpoint.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.ledger.shutdown().await?;
@@ -663,13 +749,31 @@ pub async fn migrate_all(db: &Database) -> Result<(), EngineError> {
         Database::Sqlite(pool) => {
             SqliteLedgerStore::new(pool.clone()).migrate().await?;
             SqliteAuthStore::migrate(pool).await.map_err(auth_err)?;
+            lexecon_budget::migrate_sqlite(pool).await.map_err(|e| EngineError::Db(DbError::Other(format!("budget migrations: {e}"))))?;
         }
         Database::Postgres(pool) => {
             PgLedgerStore::new(pool.clone()).migrate().await?;
             PgAuthStore::migrate(pool).await.map_err(auth_err)?;
+            lexecon_budget::migrate_postgres(pool).await.map_err(|e| EngineError::Db(DbError::Other(format!("budget migrations: {e}"))))?;
         }
     }
     Ok(())
+}
+
+fn budget_store(config: &Config, db: &Database) -> Result<Arc<dyn BudgetStore>, EngineError> {
+    if let Some(url) = &config.redis.url {
+        let pool = deadpool_redis::Config::from_url(url.clone())
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(|e| EngineError::Redis(e.to_string()))?;
+        return Ok(Arc::new(RedisBudgetStore::new(pool, config.redis.key_prefix.clone())));
+    }
+    if !config.budget.enabled {
+        return Ok(Arc::new(MemoryBudgetStore::new()));
+    }
+    Ok(match db {
+        Database::Sqlite(pool) => Arc::new(SqlBudgetStore::sqlite(pool.clone())),
+        Database::Postgres(pool) => Arc::new(SqlBudgetStore::postgres(pool.clone())),
+    })
 }
 
 /// The auth service on the shared database.
@@ -740,6 +844,7 @@ fn decision_payload(
     eval: &Evaluation,
     outcome: Outcome,
     reasons: &[String],
+    reasoning: &str,
     risk: &Assessment,
     policy: &ActivePolicy,
     token: Option<&Claims>,
@@ -764,7 +869,7 @@ fn decision_payload(
         "outcome": outcome.as_str(),
         "effective_mode": eval.mode.as_str(),
         "reasons": reasons,
-        "reasoning": eval.reasoning,
+        "reasoning": reasoning,
         "matched_terms": eval.matched_terms,
         "risk": {
             "score": risk.score,

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lexecon_engine::Engine;
+use lexecon_proto::v1::auth_service_server::AuthServiceServer;
+use lexecon_proto::v1::budget_service_server::BudgetServiceServer;
 use lexecon_proto::v1::decision_service_server::DecisionServiceServer;
 use lexecon_proto::v1::ledger_service_server::LedgerServiceServer;
 use lexecon_proto::v1::policy_service_server::PolicyServiceServer;
@@ -53,6 +55,17 @@ pub enum ServeError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// The names health reports on: the whole server ("") and each service.
+const HEALTH_SERVICES: [&str; 7] = [
+    "",
+    "lexecon.v1.DecisionService",
+    "lexecon.v1.PolicyService",
+    "lexecon.v1.LedgerService",
+    "lexecon.v1.RiskService",
+    "lexecon.v1.BudgetService",
+    "lexecon.v1.AuthService",
+];
 
 /// Where to listen.
 #[derive(Debug, Clone, Copy)]
@@ -200,16 +213,18 @@ pub async fn serve(
         .add_service(
             RiskServiceServer::new(services::risk::RiskSvc(shared.clone()))
                 .max_decoding_message_size(max),
+        )
+        .add_service(
+            BudgetServiceServer::new(services::budget::BudgetSvc(shared.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            AuthServiceServer::new(services::auth::AuthSvc(shared.clone()))
+                .max_decoding_message_size(max),
         );
 
     // Health: SERVING only now that the database, the ledger writer and the policy are up.
-    for name in [
-        "",
-        "lexecon.v1.DecisionService",
-        "lexecon.v1.PolicyService",
-        "lexecon.v1.LedgerService",
-        "lexecon.v1.RiskService",
-    ] {
+    for name in HEALTH_SERVICES {
         health_reporter
             .set_service_status(name, ServingStatus::Serving)
             .await;
@@ -221,13 +236,7 @@ pub async fn serve(
         let health = health_reporter.clone();
         async move {
             shutdown.await;
-            for name in [
-                "",
-                "lexecon.v1.DecisionService",
-                "lexecon.v1.PolicyService",
-                "lexecon.v1.LedgerService",
-                "lexecon.v1.RiskService",
-            ] {
+            for name in HEALTH_SERVICES {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;

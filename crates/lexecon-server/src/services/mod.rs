@@ -1,5 +1,7 @@
 //! The gRPC services: thin adapters from `lexecon.v1` to the engine.
 
+pub mod auth;
+pub mod budget;
 pub mod decision;
 pub mod ledger;
 pub mod policy;
