@@ -191,21 +191,29 @@ fn strings(values: &[&str]) -> Vec<String> {
 fn default_verbs() -> BTreeMap<String, Rule> {
     defaults::VERBS
         .iter()
-        .map(|&(verb, _, points, description)| (verb.to_owned(), rule(points, description)))
+        .map(|&(id, _, points, description)| {
+            let verb = id.strip_prefix("verb.").unwrap_or(id);
+            (verb.to_owned(), rule(points, description))
+        })
         .collect()
 }
 
 fn default_data_classes() -> BTreeMap<String, Rule> {
     defaults::DATA_CLASSES
         .iter()
-        .map(|&(class, points, description)| (class.to_owned(), rule(points, description)))
+        .map(|&(id, points, description)| {
+            let class = id.strip_prefix("data_class.").unwrap_or(id);
+            (class.to_owned(), rule(points, description))
+        })
         .collect()
 }
 
 fn default_caller_risk_level() -> BTreeMap<String, Rule> {
     (1u8..)
         .zip(defaults::CALLER_RISK_LEVEL)
-        .map(|(level, (points, description))| (level.to_string(), rule([points; 6], description)))
+        .map(|(level, (_, points, description))| {
+            (level.to_string(), rule([points; 6], description))
+        })
         .collect()
 }
 

@@ -23,170 +23,195 @@ const TRANSFER: [u8; 6] = [30, 10, 15, 20, 15, 40];
 const EXECUTE: [u8; 6] = [40, 10, 10, 35, 15, 5];
 const PRIVILEGE: [u8; 6] = [45, 10, 20, 25, 10, 5];
 
-/// `(verb, tier, points, description)`.
+/// `(rule id = "verb." + the verb, tier, points, description)`.
 pub(crate) const VERBS: &[(&str, Tier, [u8; 6], &str)] = &[
-    ("read", Tier::Read, READ, "reads data"),
-    ("get", Tier::Read, READ, "reads data"),
-    ("list", Tier::Read, READ, "reads data"),
-    ("search", Tier::Read, READ, "reads data"),
-    ("query", Tier::Read, READ, "reads data"),
-    ("view", Tier::Read, READ, "reads data"),
-    ("fetch", Tier::Read, READ, "reads data"),
-    ("describe", Tier::Read, READ, "reads data"),
-    ("count", Tier::Read, READ, "reads data"),
-    ("analyze", Tier::Read, READ, "reads data"),
-    ("summarize", Tier::Read, READ, "reads data"),
-    ("write", Tier::Write, WRITE, "changes data"),
-    ("create", Tier::Write, WRITE, "changes data"),
-    ("update", Tier::Write, WRITE, "changes data"),
-    ("insert", Tier::Write, WRITE, "changes data"),
-    ("modify", Tier::Write, WRITE, "changes data"),
-    ("edit", Tier::Write, WRITE, "changes data"),
-    ("append", Tier::Write, WRITE, "changes data"),
-    ("upload", Tier::Write, WRITE, "changes data"),
-    ("send", Tier::Write, WRITE, "sends a message or data"),
-    ("reply", Tier::Write, WRITE, "sends a message or data"),
-    ("notify", Tier::Write, WRITE, "sends a message or data"),
-    ("schedule", Tier::Write, WRITE, "changes data"),
+    ("verb.read", Tier::Read, READ, "reads data"),
+    ("verb.get", Tier::Read, READ, "reads data"),
+    ("verb.list", Tier::Read, READ, "reads data"),
+    ("verb.search", Tier::Read, READ, "reads data"),
+    ("verb.query", Tier::Read, READ, "reads data"),
+    ("verb.view", Tier::Read, READ, "reads data"),
+    ("verb.fetch", Tier::Read, READ, "reads data"),
+    ("verb.describe", Tier::Read, READ, "reads data"),
+    ("verb.count", Tier::Read, READ, "reads data"),
+    ("verb.analyze", Tier::Read, READ, "reads data"),
+    ("verb.summarize", Tier::Read, READ, "reads data"),
+    ("verb.write", Tier::Write, WRITE, "changes data"),
+    ("verb.create", Tier::Write, WRITE, "changes data"),
+    ("verb.update", Tier::Write, WRITE, "changes data"),
+    ("verb.insert", Tier::Write, WRITE, "changes data"),
+    ("verb.modify", Tier::Write, WRITE, "changes data"),
+    ("verb.edit", Tier::Write, WRITE, "changes data"),
+    ("verb.append", Tier::Write, WRITE, "changes data"),
+    ("verb.upload", Tier::Write, WRITE, "changes data"),
+    ("verb.send", Tier::Write, WRITE, "sends a message or data"),
+    ("verb.reply", Tier::Write, WRITE, "sends a message or data"),
+    ("verb.notify", Tier::Write, WRITE, "sends a message or data"),
+    ("verb.schedule", Tier::Write, WRITE, "changes data"),
     (
-        "delete",
+        "verb.delete",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "remove",
+        "verb.remove",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "drop",
+        "verb.drop",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "purge",
+        "verb.purge",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "truncate",
+        "verb.truncate",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "destroy",
+        "verb.destroy",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "erase",
+        "verb.erase",
         Tier::Destructive,
         DELETE,
         "deletes data: hard or impossible to undo",
     ),
     (
-        "export",
+        "verb.export",
         Tier::Destructive,
         EXPORT,
         "moves data out of its system",
     ),
     (
-        "download",
+        "verb.download",
         Tier::Destructive,
         EXPORT,
         "moves data out of its system",
     ),
     (
-        "share",
+        "verb.share",
         Tier::Destructive,
         EXPORT,
         "moves data out of its system",
     ),
     (
-        "copy",
+        "verb.copy",
         Tier::Destructive,
         EXPORT,
         "moves data out of its system",
     ),
     (
-        "publish",
+        "verb.publish",
         Tier::Destructive,
         PUBLISH,
         "makes something public",
     ),
-    ("post", Tier::Destructive, PUBLISH, "makes something public"),
     (
-        "transfer",
+        "verb.post",
         Tier::Destructive,
-        TRANSFER,
-        "moves money or assets",
-    ),
-    ("pay", Tier::Destructive, TRANSFER, "moves money or assets"),
-    (
-        "refund",
-        Tier::Destructive,
-        TRANSFER,
-        "moves money or assets",
+        PUBLISH,
+        "makes something public",
     ),
     (
-        "purchase",
+        "verb.transfer",
         Tier::Destructive,
         TRANSFER,
         "moves money or assets",
     ),
     (
-        "withdraw",
+        "verb.pay",
         Tier::Destructive,
         TRANSFER,
         "moves money or assets",
     ),
     (
-        "execute",
+        "verb.refund",
         Tier::Destructive,
-        EXECUTE,
-        "runs code or commands",
-    ),
-    ("exec", Tier::Destructive, EXECUTE, "runs code or commands"),
-    ("run", Tier::Destructive, EXECUTE, "runs code or commands"),
-    ("eval", Tier::Destructive, EXECUTE, "runs code or commands"),
-    (
-        "deploy",
-        Tier::Destructive,
-        EXECUTE,
-        "runs code or commands",
+        TRANSFER,
+        "moves money or assets",
     ),
     (
-        "install",
+        "verb.purchase",
+        Tier::Destructive,
+        TRANSFER,
+        "moves money or assets",
+    ),
+    (
+        "verb.withdraw",
+        Tier::Destructive,
+        TRANSFER,
+        "moves money or assets",
+    ),
+    (
+        "verb.execute",
         Tier::Destructive,
         EXECUTE,
         "runs code or commands",
     ),
     (
-        "grant",
+        "verb.exec",
+        Tier::Destructive,
+        EXECUTE,
+        "runs code or commands",
+    ),
+    (
+        "verb.run",
+        Tier::Destructive,
+        EXECUTE,
+        "runs code or commands",
+    ),
+    (
+        "verb.eval",
+        Tier::Destructive,
+        EXECUTE,
+        "runs code or commands",
+    ),
+    (
+        "verb.deploy",
+        Tier::Destructive,
+        EXECUTE,
+        "runs code or commands",
+    ),
+    (
+        "verb.install",
+        Tier::Destructive,
+        EXECUTE,
+        "runs code or commands",
+    ),
+    (
+        "verb.grant",
         Tier::Destructive,
         PRIVILEGE,
         "changes who may do what",
     ),
     (
-        "revoke",
+        "verb.revoke",
         Tier::Destructive,
         PRIVILEGE,
         "changes who may do what",
     ),
     (
-        "impersonate",
+        "verb.impersonate",
         Tier::Destructive,
         PRIVILEGE,
         "changes who may do what",
     ),
     (
-        "escalate",
+        "verb.escalate",
         Tier::Destructive,
         PRIVILEGE,
         "changes who may do what",
@@ -200,80 +225,112 @@ pub(crate) const UNKNOWN_VERB: ([u8; 6], &str) = (
     "a verb the rules do not know: scored as possibly destructive",
 );
 
-/// `(data class, points, description)`.
+/// `(rule id = "data_class." + the class, points, description)`.
 pub(crate) const DATA_CLASSES: &[(&str, [u8; 6], &str)] = &[
-    ("public", [0, 0, 0, 0, 0, 0], "public data"),
-    ("internal", [5, 5, 5, 0, 5, 0], "internal data"),
+    ("data_class.public", [0, 0, 0, 0, 0, 0], "public data"),
+    ("data_class.internal", [5, 5, 5, 0, 5, 0], "internal data"),
     (
-        "confidential",
+        "data_class.confidential",
         [15, 10, 10, 0, 10, 5],
         "confidential business data",
     ),
-    ("pii", [10, 40, 30, 0, 20, 0], "personal data (GDPR)"),
     (
-        "sensitive_pii",
+        "data_class.pii",
+        [10, 40, 30, 0, 20, 0],
+        "personal data (GDPR)",
+    ),
+    (
+        "data_class.sensitive_pii",
         [15, 50, 45, 0, 30, 0],
         "special-category personal data (GDPR art. 9)",
     ),
-    ("phi", [15, 50, 50, 0, 30, 0], "health data (HIPAA PHI)"),
-    ("health", [15, 50, 50, 0, 30, 0], "health data (HIPAA PHI)"),
-    ("medical", [15, 50, 50, 0, 30, 0], "health data (HIPAA PHI)"),
-    ("financial", [25, 30, 40, 0, 20, 30], "financial records"),
     (
-        "payment",
+        "data_class.phi",
+        [15, 50, 50, 0, 30, 0],
+        "health data (HIPAA PHI)",
+    ),
+    (
+        "data_class.health",
+        [15, 50, 50, 0, 30, 0],
+        "health data (HIPAA PHI)",
+    ),
+    (
+        "data_class.medical",
+        [15, 50, 50, 0, 30, 0],
+        "health data (HIPAA PHI)",
+    ),
+    (
+        "data_class.financial",
+        [25, 30, 40, 0, 20, 30],
+        "financial records",
+    ),
+    (
+        "data_class.payment",
         [25, 30, 40, 0, 20, 30],
         "payment card or account data (PCI DSS)",
     ),
     (
-        "pci",
+        "data_class.pci",
         [25, 30, 40, 0, 20, 30],
         "payment card or account data (PCI DSS)",
     ),
     (
-        "credentials",
+        "data_class.credentials",
         [60, 10, 20, 10, 20, 10],
         "credentials or secrets",
     ),
     (
-        "secrets",
-        [60, 10, 20, 10, 20, 10],
-        "credentials or secrets",
-    ),
-    ("secret", [60, 10, 20, 10, 20, 10], "credentials or secrets"),
-    (
-        "api_keys",
+        "data_class.secrets",
         [60, 10, 20, 10, 20, 10],
         "credentials or secrets",
     ),
     (
-        "passwords",
+        "data_class.secret",
         [60, 10, 20, 10, 20, 10],
         "credentials or secrets",
     ),
     (
-        "children",
+        "data_class.api_keys",
+        [60, 10, 20, 10, 20, 10],
+        "credentials or secrets",
+    ),
+    (
+        "data_class.passwords",
+        [60, 10, 20, 10, 20, 10],
+        "credentials or secrets",
+    ),
+    (
+        "data_class.children",
         [10, 50, 50, 0, 40, 0],
         "data about children (COPPA, GDPR art. 8)",
     ),
     (
-        "minors",
+        "data_class.minors",
         [10, 50, 50, 0, 40, 0],
         "data about children (COPPA, GDPR art. 8)",
     ),
-    ("biometric", [20, 50, 50, 0, 30, 0], "biometric data"),
-    ("location", [5, 30, 20, 0, 10, 0], "location data"),
     (
-        "legal",
+        "data_class.biometric",
+        [20, 50, 50, 0, 30, 0],
+        "biometric data",
+    ),
+    (
+        "data_class.location",
+        [5, 30, 20, 0, 10, 0],
+        "location data",
+    ),
+    (
+        "data_class.legal",
         [10, 20, 35, 0, 25, 5],
         "legal or privileged material",
     ),
     (
-        "source_code",
+        "data_class.source_code",
         [30, 0, 10, 5, 20, 20],
         "source code or trade secrets",
     ),
     (
-        "trade_secret",
+        "data_class.trade_secret",
         [30, 0, 10, 5, 20, 20],
         "source code or trade secrets",
     ),
@@ -292,12 +349,32 @@ pub(crate) const MISSING_TOOL: ([u8; 6], &str) = (
 );
 
 /// The caller's own estimate, `risk_level` 1..=5, index 0 = level 1.
-pub(crate) const CALLER_RISK_LEVEL: [(u8, &str); 5] = [
-    (0, "the caller rates the action 1 of 5"),
-    (5, "the caller rates the action 2 of 5"),
-    (15, "the caller rates the action 3 of 5"),
-    (30, "the caller rates the action 4 of 5"),
-    (50, "the caller rates the action 5 of 5"),
+pub(crate) const CALLER_RISK_LEVEL: [(&str, u8, &str); 5] = [
+    (
+        "caller_risk_level.1",
+        0,
+        "the caller rates the action 1 of 5",
+    ),
+    (
+        "caller_risk_level.2",
+        5,
+        "the caller rates the action 2 of 5",
+    ),
+    (
+        "caller_risk_level.3",
+        15,
+        "the caller rates the action 3 of 5",
+    ),
+    (
+        "caller_risk_level.4",
+        30,
+        "the caller rates the action 4 of 5",
+    ),
+    (
+        "caller_risk_level.5",
+        50,
+        "the caller rates the action 5 of 5",
+    ),
 ];
 
 /// `(id, full-match globs, points, description)`; tool names match ASCII
@@ -493,3 +570,36 @@ pub(crate) const LLM_COST: &[(&str, u64, [u8; 6], &str)] = &[
         "the LLM call may cost $10 or more (adds to the tiers below)",
     ),
 ];
+
+/// Rule ids of the single rules.
+pub(crate) const UNKNOWN_VERB_ID: &str = "verb.unknown";
+pub(crate) const UNKNOWN_DATA_CLASS_ID: &str = "data_class.unknown";
+pub(crate) const MISSING_TOOL_ID: &str = "tool.missing";
+
+/// The compiled-in copy of `text` when the default rules hold it, so factors of
+/// default rules carry a `&'static str` and cost no reference counting.
+pub(crate) fn intern(text: &str) -> Option<&'static str> {
+    let singles = [
+        UNKNOWN_VERB_ID,
+        UNKNOWN_VERB.1,
+        UNKNOWN_DATA_CLASS_ID,
+        UNKNOWN_DATA_CLASS.1,
+        MISSING_TOOL_ID,
+        MISSING_TOOL.1,
+    ];
+    let verbs = VERBS.iter().flat_map(|v| [v.0, v.3]);
+    let classes = DATA_CLASSES.iter().flat_map(|c| [c.0, c.2]);
+    let levels = CALLER_RISK_LEVEL.iter().flat_map(|l| [l.0, l.2]);
+    let tools = TOOLS.iter().flat_map(|t| [t.0, t.3]);
+    let context = CONTEXT.iter().flat_map(|c| [c.0, c.3]);
+    let cost = LLM_COST.iter().flat_map(|c| [c.0, c.3]);
+    singles
+        .into_iter()
+        .chain(verbs)
+        .chain(classes)
+        .chain(levels)
+        .chain(tools)
+        .chain(context)
+        .chain(cost)
+        .find(|&s| s == text)
+}

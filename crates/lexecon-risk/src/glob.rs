@@ -3,8 +3,55 @@
 //! A pattern matches the whole name or nothing (no substring or prefix matching by
 //! accident); names compare ASCII case-insensitively, patterns are stored lowercase.
 
+/// A pattern sorted by shape, so the common ones (`db`, `db_*`, `*_db`) cost one
+/// comparison instead of a wildcard walk.
+#[derive(Debug)]
+pub(crate) enum Glob {
+    Exact(Box<[u8]>),
+    Prefix(Box<[u8]>),
+    Suffix(Box<[u8]>),
+    General(Box<[u8]>),
+}
+
+fn literal(bytes: &[u8]) -> bool {
+    !bytes.iter().any(|&b| b == b'*' || b == b'?')
+}
+
+impl Glob {
+    /// Compiles a lowercase pattern.
+    pub(crate) fn new(pattern: &str) -> Self {
+        let p = pattern.as_bytes();
+        if literal(p) {
+            return Glob::Exact(p.into());
+        }
+        if let Some(head) = p.strip_suffix(b"*").filter(|h| literal(h)) {
+            return Glob::Prefix(head.into());
+        }
+        if let Some(tail) = p.strip_prefix(b"*").filter(|t| literal(t)) {
+            return Glob::Suffix(tail.into());
+        }
+        Glob::General(p.into())
+    }
+
+    /// Whether the pattern matches all of `name`, ASCII case-insensitively.
+    pub(crate) fn matches(&self, name: &[u8]) -> bool {
+        match self {
+            Glob::Exact(lit) => name.eq_ignore_ascii_case(lit),
+            Glob::Prefix(lit) => name
+                .get(..lit.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(lit)),
+            Glob::Suffix(lit) => name
+                .len()
+                .checked_sub(lit.len())
+                .and_then(|start| name.get(start..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(lit)),
+            Glob::General(pattern) => matches(pattern, name),
+        }
+    }
+}
+
 /// Whether `pattern` (lowercase) matches all of `name`.
-pub(crate) fn matches(pattern: &[u8], name: &[u8]) -> bool {
+fn matches(pattern: &[u8], name: &[u8]) -> bool {
     // The classic linear-time wildcard match: on a mismatch, resume just after the
     // last `*`, letting it swallow one more byte of `name`.
     let (mut p, mut n) = (0usize, 0usize);
@@ -36,7 +83,7 @@ pub(crate) fn matches(pattern: &[u8], name: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{Glob, matches};
 
     #[test]
     fn full_match_only() {
@@ -60,6 +107,10 @@ mod tests {
             ("", "", true),
             ("", "x", false),
             ("s?ell", "shell", true),
+            ("db_*", "DB_MAIN", true),
+            ("*_db", "MY_DB", true),
+            ("*_db", "_d", false),
+            ("db_*", "d", false),
         ];
         for (pattern, name, want) in cases {
             assert_eq!(
@@ -67,6 +118,8 @@ mod tests {
                 want,
                 "{pattern:?} vs {name:?}"
             );
+            let glob = Glob::new(pattern);
+            assert_eq!(glob.matches(name.as_bytes()), want, "{glob:?} vs {name:?}");
         }
     }
 }

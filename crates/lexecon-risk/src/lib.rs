@@ -44,6 +44,7 @@ mod defaults;
 mod dimension;
 mod glob;
 mod scorer;
+mod text;
 
 pub use config::{
     Condition, ContextRule, CostRule, Levels, Points, RiskConfig, RiskConfigError, Rule, ToolRule,
@@ -51,6 +52,7 @@ pub use config::{
 };
 pub use dimension::{Dimension, UnknownDimension};
 pub use scorer::{Assessment, DimensionScore, Dimensions, Factor, RiskScorer};
+pub use text::RuleText;
 
 #[cfg(test)]
 mod tests;

@@ -1,34 +1,24 @@
 //! The compiled scorer and what an assessment returns.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use lexecon_core::{ActionRequest, RiskLevel};
 use serde::Serialize;
-use serde::ser::{SerializeStruct, Serializer};
 
 use crate::config::{Condition, Levels, Points, Rule};
-use crate::{Dimension, RiskConfig, RiskConfigError, glob};
+use crate::defaults::{MISSING_TOOL_ID, UNKNOWN_DATA_CLASS_ID, UNKNOWN_VERB_ID};
+use crate::glob::Glob;
+use crate::{Dimension, RiskConfig, RiskConfigError, RuleText};
 
 /// One rule's contribution to one dimension: why the dimension scored what it did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Factor {
     /// The rule, e.g. `verb.delete`, `data_class.pii`, `tool.database`.
-    pub rule_id: Arc<str>,
+    pub rule_id: RuleText,
     /// The points it added to this dimension (1..=100).
     pub points: u8,
     /// Why, in words.
-    pub description: Arc<str>,
-}
-
-impl Serialize for Factor {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Factor", 3)?;
-        s.serialize_field("rule_id", &*self.rule_id)?;
-        s.serialize_field("points", &self.points)?;
-        s.serialize_field("description", &*self.description)?;
-        s.end()
-    }
+    pub description: RuleText,
 }
 
 /// The score of one dimension and the factors that add up to it.
@@ -112,8 +102,8 @@ pub struct Assessment {
 
 #[derive(Debug)]
 struct Compiled {
-    id: Arc<str>,
-    description: Arc<str>,
+    id: RuleText,
+    description: RuleText,
     points: [u8; 6],
 }
 
@@ -125,8 +115,8 @@ impl Compiled {
             description.to_owned()
         };
         Compiled {
-            id: id.into(),
-            description: description.into(),
+            id: RuleText::new(&id),
+            description: RuleText::new(&description),
             points: Dimension::ALL.map(|d| points.get(d.as_str()).copied().unwrap_or(0)),
         }
     }
@@ -182,8 +172,8 @@ impl CompiledCondition {
     }
 }
 
-/// A tool rule's globs, as lowercase bytes.
-type Patterns = Box<[Box<[u8]>]>;
+/// A tool rule's globs.
+type Patterns = Box<[Glob]>;
 
 /// A validated [`RiskConfig`] compiled into lookup tables; [`RiskScorer::assess`]
 /// scores requests against it. Cheap to share (`Arc`) and immutable.
@@ -220,6 +210,9 @@ fn lookup<'a>(table: &'a HashMap<Box<str>, Compiled>, name: &str) -> Option<&'a 
     table.get(std::str::from_utf8(lower).ok()?)
 }
 
+/// Room for the factors of one dimension in a typical request.
+const FACTORS_CAPACITY: usize = 8;
+
 struct Tally {
     sums: [u16; 6],
     factors: [Vec<Factor>; 6],
@@ -235,10 +228,15 @@ impl Tally {
         {
             if points > 0 {
                 *sum += u16::from(points);
+                // One allocation per dimension in the common case, not a doubling
+                // series starting at 4.
+                if factors.capacity() == 0 {
+                    factors.reserve_exact(FACTORS_CAPACITY);
+                }
                 factors.push(Factor {
-                    rule_id: Arc::clone(&rule.id),
+                    rule_id: rule.id.clone(),
                     points,
-                    description: Arc::clone(&rule.description),
+                    description: rule.description.clone(),
                 });
             }
         }
@@ -271,20 +269,20 @@ impl RiskScorer {
             weights: config.weight_array(),
             levels: config.levels,
             verbs: table("verb", &config.verbs),
-            unknown_verb: Compiled::from_rule("verb.unknown".into(), &config.unknown_verb),
+            unknown_verb: Compiled::from_rule(UNKNOWN_VERB_ID.into(), &config.unknown_verb),
             data_classes: table("data_class", &config.data_classes),
             unknown_data_class: Compiled::from_rule(
-                "data_class.unknown".into(),
+                UNKNOWN_DATA_CLASS_ID.into(),
                 &config.unknown_data_class,
             ),
-            missing_tool: Compiled::from_rule("tool.missing".into(), &config.missing_tool),
+            missing_tool: Compiled::from_rule(MISSING_TOOL_ID.into(), &config.missing_tool),
             caller_risk_level,
             tools: config
                 .tools
                 .iter()
                 .map(|r| {
                     (
-                        r.patterns.iter().map(|p| p.as_bytes().into()).collect(),
+                        r.patterns.iter().map(|p| Glob::new(p)).collect(),
                         Compiled::new(r.id.clone(), &r.description, &r.points),
                     )
                 })
@@ -369,7 +367,7 @@ impl RiskScorer {
             Some(tool) => {
                 let name = tool.as_str().as_bytes();
                 for (patterns, rule) in &self.tools {
-                    if patterns.iter().any(|p| glob::matches(p, name)) {
+                    if patterns.iter().any(|p| p.matches(name)) {
                         tally.add(rule);
                     }
                 }

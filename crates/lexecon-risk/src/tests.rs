@@ -401,17 +401,17 @@ fn docs_list_every_default_rule_with_its_points() {
     let config = RiskConfig::default();
     let scorer = RiskScorer::new(config).unwrap();
     let mut ids: Vec<(String, [u8; 6])> = Vec::new();
-    for &(verb, _, points, _) in defaults::VERBS {
-        ids.push((format!("verb.{verb}"), points));
+    for &(id, _, points, _) in defaults::VERBS {
+        ids.push((id.to_owned(), points));
     }
     ids.push(("verb.unknown".into(), defaults::UNKNOWN_VERB.0));
-    for &(class, points, _) in defaults::DATA_CLASSES {
-        ids.push((format!("data_class.{class}"), points));
+    for &(id, points, _) in defaults::DATA_CLASSES {
+        ids.push((id.to_owned(), points));
     }
     ids.push(("data_class.unknown".into(), defaults::UNKNOWN_DATA_CLASS.0));
     ids.push(("tool.missing".into(), defaults::MISSING_TOOL.0));
-    for (level, (points, _)) in (1..).zip(defaults::CALLER_RISK_LEVEL) {
-        ids.push((format!("caller_risk_level.{level}"), [points; 6]));
+    for (id, points, _) in defaults::CALLER_RISK_LEVEL {
+        ids.push((id.to_owned(), [points; 6]));
     }
     for &(id, _, points, _) in defaults::TOOLS {
         ids.push((id.to_owned(), points));
@@ -515,7 +515,7 @@ fn context_entry() -> impl Strategy<Value = (&'static str, String)> {
 fn spec() -> impl Strategy<Value = Spec> {
     let verbs: Vec<&'static str> = defaults::VERBS
         .iter()
-        .map(|v| v.0)
+        .map(|v| v.0.trim_start_matches("verb."))
         .chain(VERB_WORDS.iter().copied())
         .collect();
     (
@@ -651,7 +651,7 @@ proptest! {
         let scorer = RiskScorer::new(RiskConfig::default()).unwrap();
         let with = |verb: &str| {
             let mut s = spec.clone();
-            s.verb = verb.to_owned();
+            verb.trim_start_matches("verb.").clone_into(&mut s.verb);
             scorer.assess(&s.build(), s.cost)
         };
         at_least(&with(high), &with(low))?;
