@@ -714,3 +714,66 @@ async fn policy_hot_reload_under_load_never_fails_or_mixes_versions() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_one_postgres_ledger_and_one_redis_rate_limit() {
+    let Some(db) = lexecon_testkit::PgDatabase::create().await else { return };
+    let Some((redis_url, prefix)) = lexecon_testkit::redis_url_and_prefix() else { return };
+    let dir = init_dir();
+    let env: Vec<(&str, &str)> = vec![
+        ("LEXECON_DATABASE__URL", &db.url),
+        ("LEXECON_REDIS__URL", &redis_url),
+        ("LEXECON_REDIS__KEY_PREFIX", &prefix),
+        ("LEXECON_BUDGET__GLOBAL__RPM_LIMIT", "40"),
+    ];
+    let key = lexecon_env(dir.path(), &["apikey", "create", "--data-dir", "data", "--name", "scale", "--role", "admin", "--json"], &env);
+    assert_eq!(key.code, 0, "{key:?}");
+    let token = serde_json::from_str::<serde_json::Value>(&key.stdout).unwrap()["api_key"].as_str().unwrap().to_owned();
+    let a = Server::start(dir.path(), "data", &env);
+    let b = Server::start(dir.path(), "data", &env);
+
+    let llm = DecideRequest {
+        actor: "ai_agent:assistant".into(),
+        proposed_action: "llm:chat".into(),
+        tool: "openai_api".into(),
+        llm: Some(lexecon_proto::v1::LlmUsage {
+            model: "gpt-4o-mini".into(),
+            user_id: "alice".into(),
+            roles: vec![],
+            estimated_input_tokens: 100,
+            max_output_tokens: 100,
+        }),
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for server in [&a, &b] {
+        for _ in 0..4 {
+            let mut client = decision_client(server).await;
+            let (token, llm) = (token.clone(), llm.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..15 {
+                    let request = if i % 3 == 0 { approved_request() } else { llm.clone() };
+                    let is_llm = request.llm.is_some();
+                    let r = client.decide(authed(request, &token)).await.unwrap().into_inner();
+                    out.push((is_llm, r.outcome(), r.ledger_index, r.reasons.clone()));
+                }
+                out
+            }));
+        }
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.unwrap());
+    }
+    let llm_approved = results.iter().filter(|(is_llm, o, _, _)| *is_llm && *o == Outcome::Approved).count();
+    let llm_total = results.iter().filter(|(is_llm, _, _, _)| *is_llm).count();
+    assert_eq!(llm_total, 80);
+    assert_eq!(llm_approved, 40, "the shared RPM limit of 40 admitted {llm_approved} of {llm_total}");
+    assert!(results.iter().any(|(_, o, _, reasons)| *o == Outcome::Denied && reasons.iter().any(|r| r.contains("rpm"))));
+    let indices: HashSet<u64> = results.iter().map(|(_, _, i, _)| *i).collect();
+    assert_eq!(indices.len(), results.len(), "two decisions got the same ledger index: the log forked");
+    drop((a, b));
+    let verify = lexecon(dir.path(), &["verify-ledger", "--database-url", &db.url]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+}
