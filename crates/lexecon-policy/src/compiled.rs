@@ -62,8 +62,11 @@ pub struct Evaluation {
     pub reasons: Vec<String>,
     /// Ids of the terms the request matched, directly or through `implies`, sorted.
     pub matched_terms: Vec<String>,
-    /// Every relation considered (those whose `from` term the request matched), sorted
-    /// by id, with why it did or did not apply.
+    /// Every relation considered, sorted by id, with why it did or did not apply.
+    /// Considered are the relations indexed under a term the request matched: every
+    /// `requires` and `implies` whose `from` matched, and every `permits`, `forbids`
+    /// and `conflicts` whose less-used term (of `from` and `to`) matched. A relation not
+    /// listed could not apply.
     pub trace: Vec<RelationTrace>,
     /// One human sentence.
     pub reasoning: String,
@@ -209,9 +212,9 @@ struct CompiledRelation {
 /// A policy compiled for evaluation: immutable, `Send + Sync`, cheap to share in an `Arc`.
 ///
 /// Compiling indexes terms by pattern (literals in hash maps, globs bucketed by literal
-/// prefix or suffix), relations by their `from` term, and precomputes the transitive
+/// prefix or suffix), relations by one of their terms, and precomputes the transitive
 /// closure of `implies`, so evaluating a request touches only the terms it matches and
-/// the relations leaving them, however large the policy.
+/// the relations indexed under them, however large the policy.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     name: String,
@@ -230,8 +233,12 @@ pub struct CompiledPolicy {
     context: FastMap<Box<str>, PatternIndex>,
     /// Relations, in id order.
     relations: Vec<CompiledRelation>,
-    /// For each term, the relations whose `from` it is.
-    by_from: Vec<Box<[u32]>>,
+    /// For each term, the relations indexed under it: `requires` and `implies` under
+    /// their `from` (they can be in force when only `from` matches); `permits`,
+    /// `forbids` and `conflicts`, which need both terms, under whichever of the two
+    /// fewer relations mention, so a broad term (`ai_agent:*`) with many relations
+    /// does not make every request consider all of them.
+    by_term: Vec<Box<[u32]>>,
 }
 
 /// How one considered relation came out.
@@ -239,6 +246,8 @@ pub struct CompiledPolicy {
 enum Status {
     /// From, to and when all hold.
     Applies,
+    /// The request does not match the `from` term.
+    MissesFrom,
     /// The request does not match the `to` term (a `requires` in force: violated).
     MissesTo,
     /// The `when` does not hold.
@@ -274,7 +283,7 @@ impl CompiledPolicy {
             resource: PatternIndex::default(),
             context: FastMap::default(),
             relations: Vec::new(),
-            by_from: vec![Box::default(); terms.len()],
+            by_term: vec![Box::default(); terms.len()],
         };
         for (i, t) in terms.iter().enumerate() {
             let n = num(i);
@@ -304,7 +313,18 @@ impl CompiledPolicy {
 
         let mut relations: Vec<_> = policy.relations.iter().collect();
         relations.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut by_from: Vec<Vec<u32>> = vec![Vec::new(); terms.len()];
+        let mut mentions = vec![0usize; terms.len()];
+        for r in &relations {
+            for id in [&r.from, &r.to] {
+                if let Some(m) = number
+                    .get(id.as_str())
+                    .and_then(|&t| mentions.get_mut(t as usize))
+                {
+                    *m += 1;
+                }
+            }
+        }
+        let mut by_term: Vec<Vec<u32>> = vec![Vec::new(); terms.len()];
         let mut implies: Vec<Vec<u32>> = vec![Vec::new(); terms.len()];
         for r in relations {
             let (Some(&from), Some(&to)) = (number.get(r.from.as_str()), number.get(r.to.as_str()))
@@ -312,7 +332,14 @@ impl CompiledPolicy {
                 continue;
             };
             let n = num(compiled.relations.len());
-            if let Some(list) = by_from.get_mut(from as usize) {
+            let needs_both = !matches!(r.kind, RelationKind::Requires | RelationKind::Implies);
+            let fan_out = |t: u32| mentions.get(t as usize).copied().unwrap_or(0);
+            let key = if needs_both && fan_out(to) < fan_out(from) {
+                to
+            } else {
+                from
+            };
+            if let Some(list) = by_term.get_mut(key as usize) {
                 list.push(n);
             }
             if r.kind == RelationKind::Implies
@@ -328,7 +355,7 @@ impl CompiledPolicy {
                 when: CompiledWhen::new(&r.when),
             });
         }
-        compiled.by_from = by_from.into_iter().map(Vec::into_boxed_slice).collect();
+        compiled.by_term = by_term.into_iter().map(Vec::into_boxed_slice).collect();
 
         // Transitive closure of implies, by a search from each term. The parser rejects
         // cycles; the `seen` set makes this terminate even if one slipped through.
@@ -450,24 +477,26 @@ impl CompiledPolicy {
         let matched = self.matched_terms(req);
         let is_matched = |t: u32| matched.binary_search(&t).is_ok();
 
-        // Consider every relation leaving a matched term.
+        // Consider every relation indexed under a matched term; no other can apply.
         let mut considered: Vec<(u32, Status)> = Vec::with_capacity(8);
         for &t in &matched {
-            let Some(rels) = self.by_from.get(t as usize) else {
+            let Some(rels) = self.by_term.get(t as usize) else {
                 continue;
             };
             for &r in rels.iter() {
                 let Some(rel) = self.relations.get(r as usize) else {
                     continue;
                 };
-                let status = if rel.kind == RelationKind::Implies {
-                    Status::Applies
-                } else if !rel.when.holds(req) {
-                    Status::WhenFails
-                } else if is_matched(rel.to) {
-                    Status::Applies
-                } else {
-                    Status::MissesTo
+                let status = match rel.kind {
+                    // Indexed under `from`, which matched.
+                    RelationKind::Implies => Status::Applies,
+                    RelationKind::Requires if !rel.when.holds(req) => Status::WhenFails,
+                    RelationKind::Requires if is_matched(rel.to) => Status::Applies,
+                    RelationKind::Requires => Status::MissesTo,
+                    _ if !is_matched(rel.from) => Status::MissesFrom,
+                    _ if !is_matched(rel.to) => Status::MissesTo,
+                    _ if !rel.when.holds(req) => Status::WhenFails,
+                    _ => Status::Applies,
                 };
                 considered.push((r, status));
             }
@@ -553,15 +582,20 @@ impl CompiledPolicy {
                 escalations.push("paranoid-risk-score".to_owned());
             }
             if !escalations.is_empty() {
+                let mut why = Vec::with_capacity(2);
+                if let Some(level) = req.risk_level.filter(|&l| l >= 4) {
+                    why.push(format!("risk level {level}"));
+                }
+                if let Some(score) = risk.score.filter(|&s| s >= risk.escalation_threshold) {
+                    why.push(format!(
+                        "risk score {score} (threshold {})",
+                        risk.escalation_threshold
+                    ));
+                }
                 let reasoning = format!(
-                    "Escalated in paranoid mode: permitted by {}, but {} needs a person to confirm.",
+                    "Escalated in paranoid mode: permitted by {}, but a person must confirm because of {}.",
                     permits.join(", "),
-                    match (req.risk_level, risk.score) {
-                        (Some(l), _) if l >= 4 => format!("risk level {l}"),
-                        (_, Some(s)) =>
-                            format!("risk score {s} (threshold {})", risk.escalation_threshold),
-                        _ => "the risk".to_owned(),
-                    }
+                    why.join(" and ")
                 );
                 return (Outcome::Escalated, escalations, reasoning);
             }
@@ -604,6 +638,7 @@ impl CompiledPolicy {
             ),
             (_, Status::Applies) => (true, format!("request matches {from} and {to}")),
             (_, Status::MissesTo) => (false, format!("request does not match {to}")),
+            (_, Status::MissesFrom) => (false, format!("request does not match {from}")),
         };
         Some(RelationTrace {
             relation_id: rel.id.clone(),

@@ -717,12 +717,6 @@ when.max_risk_level = 2
               "why": "requirement met: request matches db"
             },
             {
-              "relation_id": "support-no-delete",
-              "kind": "forbids",
-              "applied": false,
-              "why": "request does not match delete"
-            },
-            {
               "relation_id": "support-reads",
               "kind": "permits",
               "applied": true,
@@ -756,6 +750,62 @@ when.max_risk_level = 2
             .map(|t| format!("{}: {}\n", t.relation_id, t.why))
             .collect::<String>()
     ));
+}
+
+#[test]
+fn broad_terms_do_not_make_every_request_consider_every_relation() {
+    let mut body =
+        String::from("[[terms]]\nid = \"agents\"\nkind = \"actor\"\nmatch = \"ai_agent:*\"\n");
+    for i in 0..1000 {
+        body += &format!(
+            "[[terms]]\nid = \"act{i}\"\nkind = \"action\"\nmatch = \"act{i}:*\"\n\
+             [[relations]]\nid = \"no-act{i}\"\nkind = \"forbids\"\nfrom = \"agents\"\nto = \"act{i}\"\n"
+        );
+    }
+    let p = compile("permissive", &body);
+    let e = p.evaluate(&request("ai_agent:x act7:run"), RiskInput::default());
+    assert_eq!(e.reasons, ["no-act7"]);
+    let considered: Vec<&str> = e.trace.iter().map(|t| t.relation_id.as_str()).collect();
+    assert_eq!(considered, ["no-act7"]);
+    let e = p.evaluate(&request("ai_agent:x other:run"), RiskInput::default());
+    assert_eq!((e.outcome, e.trace.len()), (Outcome::Approved, 0));
+}
+
+#[test]
+fn escalation_reasoning_names_every_cause_and_diagnostics_display_without_location() {
+    let p = compile("paranoid", SUPPORT);
+    let risk = RiskInput {
+        score: Some(95),
+        escalation_threshold: 90,
+    };
+    let e = p.evaluate(&request("ai_agent:customer_a read:x tool=db risk=5"), risk);
+    expect!["Escalated in paranoid mode: permitted by support-reads, but a person must confirm because of risk level 5 and risk score 95 (threshold 90)."]
+        .assert_eq(&e.reasoning);
+    let d = Diagnostic {
+        severity: crate::Severity::Warning,
+        message: "m".to_owned(),
+        origin: "o.toml".to_owned(),
+        line: 0,
+        column: 0,
+    };
+    assert_eq!(d.to_string(), "o.toml: warning: m");
+    assert_eq!(
+        Diagnostic {
+            line: 3,
+            ..d.clone()
+        }
+        .to_string(),
+        "o.toml:3: warning: m"
+    );
+    assert_eq!(
+        Diagnostic {
+            line: 3,
+            column: 4,
+            ..d
+        }
+        .to_string(),
+        "o.toml:3:4: warning: m"
+    );
 }
 
 fn check_diagnostics(src: &str, expect: Expect) {
