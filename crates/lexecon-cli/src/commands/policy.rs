@@ -328,7 +328,10 @@ fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<Verdict> {
             policy.hash_hex()
         )?;
         if eval.trace.is_empty() {
-            writeln!(out, "trace:         no relation is indexed under a matched term")?;
+            writeln!(
+                out,
+                "trace:         no relation is indexed under a matched term"
+            )?;
         } else {
             writeln!(out, "trace:")?;
             for t in &eval.trace {
