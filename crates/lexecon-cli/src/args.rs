@@ -56,6 +56,9 @@ pub(crate) enum Command {
     /// Check Merkle proofs offline (RFC 9162); exit 0 valid, 1 invalid.
     #[command(subcommand)]
     Proof(crate::commands::ledger::ProofCommand),
+    /// Risk scoring: assess a proposed action in six dimensions, without a server.
+    #[command(subcommand)]
+    Risk(crate::commands::risk::RiskCommand),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`

@@ -467,3 +467,100 @@ fn ledger_verify_export_prove_and_proof_commands() {
     ]);
     assert_eq!(code(&out), 2);
 }
+
+#[test]
+fn risk_assess_json_human_config_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let base = [
+        "risk",
+        "assess",
+        "--data-dir",
+        data_dir,
+        "--action",
+        "delete:customer_records",
+        "--tool",
+        "database_query",
+        "--data-class",
+        "pii",
+        "--risk-level",
+        "3",
+        "--context",
+        "volume=10000",
+    ];
+
+    let mut args = base.to_vec();
+    args.push("--json");
+    let out = lexecon(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["risk_score"], 70);
+    assert_eq!(json["level"], "high");
+    for dim in [
+        "security",
+        "privacy",
+        "compliance",
+        "operational",
+        "reputational",
+        "financial",
+    ] {
+        assert!(json["dimensions"][dim]["score"].is_u64(), "{dim}: {json}");
+        assert!(
+            json["dimensions"][dim]["factors"].is_array(),
+            "{dim}: {json}"
+        );
+    }
+    assert_eq!(
+        json["dimensions"]["security"]["factors"][0]["rule_id"],
+        "verb.delete"
+    );
+
+    let out = lexecon(&base);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("risk score 70: high, below the escalation threshold 80\n"),
+        "{text}"
+    );
+
+    // The [risk] table of DIR/lexecon.toml is used, and an invalid one is an error.
+    std::fs::write(
+        dir.path().join("lexecon.toml"),
+        "[risk]\nescalation_threshold = 60\n",
+    )
+    .unwrap();
+    let out = lexecon(&args);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["escalate"], true, "{json}");
+    std::fs::write(
+        dir.path().join("lexecon.toml"),
+        "[risk.weights]\nsecurity = -0.1\n",
+    )
+    .unwrap();
+    let out = lexecon(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("risk.weights.security must be between 0 and 1, got -0.1"),
+        "{stderr}"
+    );
+
+    let out = lexecon(&["risk", "assess", "--action", "read:x", "--risk-level", "9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--risk-level"));
+    let out = lexecon(&[
+        "risk",
+        "assess",
+        "--data-dir",
+        data_dir,
+        "--action",
+        "read x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proposed_action"));
+}

@@ -4,6 +4,7 @@ pub(crate) mod client;
 pub(crate) mod decide;
 pub(crate) mod ledger;
 pub(crate) mod policy;
+pub(crate) mod risk;
 pub(crate) mod service;
 pub(crate) mod token;
 
@@ -29,6 +30,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
         Command::VerifyLedger(args) => ledger::run_verify(&args),
         Command::Ledger(cmd) => ledger::run_ledger(&cmd),
         Command::Proof(cmd) => ledger::run_proof(&cmd),
+        Command::Risk(cmd) => risk::run(&cmd),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "lexecon", &mut std::io::stdout());
