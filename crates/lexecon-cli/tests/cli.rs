@@ -1,6 +1,14 @@
 //! The real `lexecon` binary as a process: exit codes and output. One shared test binary;
 //! each area prefixes its test names (`policy_`, ...).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers fail loudly"
+)]
+
 use std::process::{Command, Output};
 
 fn lexecon(args: &[&str]) -> Output {

@@ -399,7 +399,11 @@ pub fn default_config_file(node_id: &str) -> String {
         budget: &'a lexecon_budget::BudgetConfig,
     }
     let defaults = Config::default();
-    let data = toml::to_string(&DataSections { risk: &defaults.risk, budget: &defaults.budget }).unwrap_or_default();
+    let data = toml::to_string(&DataSections {
+        risk: &defaults.risk,
+        budget: &defaults.budget,
+    })
+    .unwrap_or_default();
     let mut out = DEFAULT_CONFIG_TEMPLATE.replace("{node_id}", node_id);
     out.push_str(DATA_SECTIONS_HEADER);
     out.push_str(&data);

@@ -4,8 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use lexecon_budget::{BudgetError, BudgetManager, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore};
 use lexecon_auth::{AuthConfig, AuthService, PgAuthStore, SqliteAuthStore};
+use lexecon_budget::{
+    BudgetError, BudgetManager, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore,
+};
 use lexecon_capability::{Claims, KeyRing, RevocationList, VerifyError, VerifyOptions};
 use lexecon_core::{ActionRequest, Clock, DecisionId, Outcome, Timestamp, TokenId};
 use lexecon_ledger::{
@@ -152,7 +154,11 @@ impl Engine {
         };
         let auth = Arc::new(auth_service(&db, Arc::clone(&clock)));
         let budget_store = budget_store(&config, &db)?;
-        let budget = Arc::new(BudgetManager::new(config.budget.clone(), budget_store, Arc::clone(&clock))?);
+        let budget = Arc::new(BudgetManager::new(
+            config.budget.clone(),
+            budget_store,
+            Arc::clone(&clock),
+        )?);
         {
             // Soft-limit events are recorded in the ledger; the call itself proceeds.
             let ledger = ledger.clone();
@@ -251,7 +257,13 @@ impl Engine {
     /// Scores the risk of a request without deciding it (an LLM call's cost estimate
     /// comes from the budget's price catalog).
     pub fn assess(&self, req: &ActionRequest) -> Assessment {
-        let cost = req.llm.as_ref().and_then(|l| self.budget.estimate_cost_micros(&l.model, l.estimated_input_tokens, l.max_output_tokens));
+        let cost = req.llm.as_ref().and_then(|l| {
+            self.budget.estimate_cost_micros(
+                &l.model,
+                l.estimated_input_tokens,
+                l.max_output_tokens,
+            )
+        });
         self.risk_scorer().assess(req, cost)
     }
 
@@ -700,16 +712,25 @@ impl Engine {
 
     /// Puts new budget limits in force atomically (counters kept) and records it; an
     /// invalid configuration changes nothing.
-    pub async fn reload_budget(&self, config: lexecon_budget::BudgetConfig) -> Result<(), EngineError> {
+    pub async fn reload_budget(
+        &self,
+        config: lexecon_budget::BudgetConfig,
+    ) -> Result<(), EngineError> {
         self.budget.reload(config)?;
-        self.ledger.append(EntryKind::ConfigReloaded, json!({"section": "budget"})).await?;
+        self.ledger
+            .append(EntryKind::ConfigReloaded, json!({"section": "budget"}))
+            .await?;
         Ok(())
     }
 
     /// Records an authentication event (a user or key created, a login) in the ledger.
     /// The payload must not hold secrets.
     pub async fn record_auth_event(&self, payload: serde_json::Value) -> Result<u64, EngineError> {
-        Ok(self.ledger.append(EntryKind::AuthEvent, payload).await?.index)
+        Ok(self
+            .ledger
+            .append(EntryKind::AuthEvent, payload)
+            .await?
+            .index)
     }
 
     /// Flushes the ledger and signs a final checkpoint.
@@ -749,12 +770,16 @@ pub async fn migrate_all(db: &Database) -> Result<(), EngineError> {
         Database::Sqlite(pool) => {
             SqliteLedgerStore::new(pool.clone()).migrate().await?;
             SqliteAuthStore::migrate(pool).await.map_err(auth_err)?;
-            lexecon_budget::migrate_sqlite(pool).await.map_err(|e| EngineError::Db(DbError::Other(format!("budget migrations: {e}"))))?;
+            lexecon_budget::migrate_sqlite(pool)
+                .await
+                .map_err(|e| EngineError::Db(DbError::Other(format!("budget migrations: {e}"))))?;
         }
         Database::Postgres(pool) => {
             PgLedgerStore::new(pool.clone()).migrate().await?;
             PgAuthStore::migrate(pool).await.map_err(auth_err)?;
-            lexecon_budget::migrate_postgres(pool).await.map_err(|e| EngineError::Db(DbError::Other(format!("budget migrations: {e}"))))?;
+            lexecon_budget::migrate_postgres(pool)
+                .await
+                .map_err(|e| EngineError::Db(DbError::Other(format!("budget migrations: {e}"))))?;
         }
     }
     Ok(())
@@ -765,7 +790,10 @@ fn budget_store(config: &Config, db: &Database) -> Result<Arc<dyn BudgetStore>, 
         let pool = deadpool_redis::Config::from_url(url.clone())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(|e| EngineError::Redis(e.to_string()))?;
-        return Ok(Arc::new(RedisBudgetStore::new(pool, config.redis.key_prefix.clone())));
+        return Ok(Arc::new(RedisBudgetStore::new(
+            pool,
+            config.redis.key_prefix.clone(),
+        )));
     }
     if !config.budget.enabled {
         return Ok(Arc::new(MemoryBudgetStore::new()));

@@ -95,23 +95,19 @@ impl Authenticator {
     async fn principal(&self, bearer: &str) -> Result<Principal, AuthError> {
         let is_key = bearer.starts_with(lexecon_auth::API_KEY_PREFIX);
         let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-        if is_key {
-            if let Ok(cache) = self.cache.lock() {
-                if let Some((p, at)) = cache.get(&digest) {
-                    if at.elapsed() < API_KEY_CACHE_TTL {
-                        return Ok(p.clone());
-                    }
-                }
-            }
+        if is_key
+            && let Ok(cache) = self.cache.lock()
+            && let Some((p, at)) = cache.get(&digest)
+            && at.elapsed() < API_KEY_CACHE_TTL
+        {
+            return Ok(p.clone());
         }
         let principal = self.auth.authenticate(bearer).await?;
-        if is_key {
-            if let Ok(mut cache) = self.cache.lock() {
-                if cache.len() > 10_000 {
-                    cache.retain(|_, (_, at)| at.elapsed() < API_KEY_CACHE_TTL);
-                }
-                cache.insert(digest, (principal.clone(), Instant::now()));
+        if is_key && let Ok(mut cache) = self.cache.lock() {
+            if cache.len() > 10_000 {
+                cache.retain(|_, (_, at)| at.elapsed() < API_KEY_CACHE_TTL);
             }
+            cache.insert(digest, (principal.clone(), Instant::now()));
         }
         Ok(principal)
     }

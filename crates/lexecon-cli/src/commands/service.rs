@@ -302,7 +302,12 @@ fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
     (0..20)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .filter_map(|_| {
+            ALPHABET
+                .get(rng.gen_range(0..ALPHABET.len()))
+                .copied()
+                .map(char::from)
+        })
         .collect()
 }
 

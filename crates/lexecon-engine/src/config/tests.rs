@@ -1,5 +1,10 @@
 //! Tests of configuration layering and the errors a user sees.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures return figment::Error"
+)]
+
 use figment::Jail;
 
 use super::*;
