@@ -1,6 +1,7 @@
 //! The auth service: authentication of bearer tokens, authorization of methods, and
 //! the flows that create credentials (users, logins, MFA, API keys, OIDC).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +40,10 @@ pub struct AuthConfig {
     pub totp_issuer: String,
     /// The OIDC providers.
     pub oidc_providers: Vec<OidcProvider>,
+    /// Seconds a valid API key is remembered in memory, sparing the database lookup on
+    /// every call. Revocation through this service takes effect at once; a revocation
+    /// by another node sharing the database takes effect within this time. 0 disables.
+    pub api_key_cache_secs: i64,
 }
 
 impl Default for AuthConfig {
@@ -54,6 +59,7 @@ impl Default for AuthConfig {
             mfa_required_roles: vec![Role::Admin, Role::ComplianceOfficer],
             totp_issuer: "Lexecon".to_owned(),
             oidc_providers: Vec::new(),
+            api_key_cache_secs: 5,
         }
     }
 }
@@ -154,12 +160,19 @@ pub const BACKUP_CODE_BITS: u32 = 80;
 
 type SharedRng = Mutex<Box<dyn CryptoRngCore + Send>>;
 
+/// Upper bound on remembered API keys; the cache is emptied when it is reached.
+const API_KEY_CACHE_MAX: usize = 10_000;
+
+/// API key records by key hash, with when each was read from the store.
+type KeyCache = HashMap<[u8; 32], (ApiKeyRecord, Timestamp)>;
+
 /// Authentication and authorization over an [`AuthStore`].
 pub struct AuthService {
     store: Arc<dyn AuthStore>,
     clock: Arc<dyn Clock>,
     config: AuthConfig,
     rng: SharedRng,
+    key_cache: Mutex<KeyCache>,
     /// A hash to verify against when the user does not exist, so that an unknown user
     /// costs the same time as a wrong password.
     dummy_hash: String,
@@ -196,6 +209,7 @@ impl AuthService {
             clock,
             config,
             rng: Mutex::new(rng),
+            key_cache: Mutex::new(HashMap::new()),
             dummy_hash,
         }
     }
@@ -226,10 +240,7 @@ impl AuthService {
         let now = self.clock.now();
         let hash = token_hash(token);
         if token.starts_with(API_KEY_PREFIX) {
-            let key = self.store.api_key_by_hash(&hash).await?;
-            let key = key
-                .filter(|k| ct_eq(&k.key_hash, &hash))
-                .ok_or(AuthError::InvalidCredentials)?;
+            let key = self.api_key(&hash, now).await?;
             if key.revoked_at.is_some() {
                 return Err(AuthError::ApiKeyRevoked);
             }
@@ -271,6 +282,37 @@ impl AuthService {
             role: user.role,
             mfa_verified: session.mfa_verified,
         })
+    }
+
+    async fn api_key(&self, hash: &[u8; 32], now: Timestamp) -> Result<ApiKeyRecord, AuthError> {
+        let ttl = self.config.api_key_cache_secs;
+        if ttl > 0 {
+            let cached = self.lock_cache().get(hash).cloned();
+            if let Some((key, read_at)) = cached
+                && now >= read_at
+                && now < read_at.add_secs(ttl)
+                && ct_eq(&key.key_hash, hash)
+            {
+                return Ok(key);
+            }
+        }
+        let key = self.store.api_key_by_hash(hash).await?;
+        let key = key
+            .filter(|k| ct_eq(&k.key_hash, hash))
+            .ok_or(AuthError::InvalidCredentials)?;
+        if ttl > 0 && key.revoked_at.is_none() {
+            let mut cache = self.lock_cache();
+            if cache.len() >= API_KEY_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(*hash, (key.clone(), now));
+        }
+        Ok(key)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        // The map holds no invariant a panicking holder could break.
+        self.key_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether `principal` may call `method_path` (`/package.Service/Method`).
@@ -561,7 +603,9 @@ impl AuthService {
 
     /// Revokes an API key; false when unknown or already revoked.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<bool, AuthError> {
-        Ok(self.store.revoke_api_key(key_id, self.clock.now()).await?)
+        let revoked = self.store.revoke_api_key(key_id, self.clock.now()).await?;
+        self.lock_cache().retain(|_, (k, _)| k.key_id != key_id);
+        Ok(revoked)
     }
 
     /// The configured OIDC providers.

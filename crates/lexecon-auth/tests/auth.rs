@@ -23,6 +23,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 struct Harness {
     service: AuthService,
+    store: Arc<dyn AuthStore>,
     clock: ManualClock,
     _tmp: Option<tempfile::TempDir>,
     _pg: Option<lexecon_testkit::PgDatabase>,
@@ -71,9 +72,10 @@ impl Harness {
         let clock = ManualClock::new(Timestamp::from_unix_secs(START));
         let mut config = test_config();
         config.oidc_providers = vec![oidc_provider(&TestKeys::get().jwks().to_string())];
-        let service = AuthService::new(store, Arc::new(clock.clone()), config);
+        let service = AuthService::new(Arc::clone(&store), Arc::new(clock.clone()), config);
         Harness {
             service,
+            store,
             clock,
             _tmp: tmp,
             _pg: pg,
@@ -662,6 +664,53 @@ async fn oidc_exchange_gives_a_session_linked_by_subject(h: &Harness) {
     assert_eq!(names, ["test"]);
 }
 
+async fn api_key_revoked_elsewhere_stops_working_within_the_cache_time(h: &Harness) {
+    let key = h
+        .service
+        .create_api_key("agent", Role::Agent, None)
+        .await
+        .unwrap();
+    h.service.authenticate(key.api_key.expose()).await.unwrap();
+    // Another node sharing the database revokes the key.
+    let other = AuthService::new(
+        Arc::clone(&h.store),
+        Arc::new(h.clock.clone()),
+        test_config(),
+    );
+    assert!(other.revoke_api_key(&key.key_id).await.unwrap());
+    let e = other.authenticate(key.api_key.expose()).await.unwrap_err();
+    assert!(matches!(e, AuthError::ApiKeyRevoked), "{e}");
+    // This node still remembers it as valid, for at most api_key_cache_secs.
+    h.clock.advance_secs(4);
+    h.service.authenticate(key.api_key.expose()).await.unwrap();
+    h.clock.advance_secs(1);
+    let e = h
+        .service
+        .authenticate(key.api_key.expose())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::ApiKeyRevoked), "{e}");
+
+    // Expiry is checked on every call, cached or not.
+    let at = Timestamp::from_unix_secs(START + 5 + 2);
+    let expiring = h
+        .service
+        .create_api_key("exp", Role::Agent, Some(at))
+        .await
+        .unwrap();
+    h.service
+        .authenticate(expiring.api_key.expose())
+        .await
+        .unwrap();
+    h.clock.advance_secs(2);
+    let e = h
+        .service
+        .authenticate(expiring.api_key.expose())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::ApiKeyExpired), "{e}");
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -691,6 +740,7 @@ store_suite!(
     lockout_after_five_failures_for_thirty_minutes,
     sessions_expire_idle_and_absolute_and_are_revocable,
     api_keys_expire_and_are_revocable,
+    api_key_revoked_elsewhere_stops_working_within_the_cache_time,
     mfa_is_required_for_admins_and_cannot_be_skipped,
     wrong_mfa_codes_count_towards_lockout,
     viewer_may_opt_into_mfa,
