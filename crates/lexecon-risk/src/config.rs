@@ -1,12 +1,14 @@
 //! The `[risk]` table of `lexecon.toml`: weights, thresholds and rules, as data.
 //!
-//! [`RiskConfig::default`] is the compiled-in rule set. When a `[risk]` table is read,
-//! every key left out keeps its default, and the rule tables merge with the defaults:
-//! an entry of `verbs`, `data_classes` or `caller_risk_level` replaces the default
-//! entry of the same name, and a rule of `tools`, `context` or `llm_cost` replaces the
-//! default rule with the same `id` (a new name or id adds a rule). To switch a default
-//! rule off, give it no points: `[risk.verbs.send] points = {}`. `weights` and `levels`
-//! are taken as written (a dimension left out of `weights` weighs 0).
+//! [`RiskConfig::default`] is the compiled-in rule set. A `[risk]` table is laid over
+//! it the way configuration layers merge (and reading it with serde alone gives the
+//! same result as the engine's layered loading): every key left out keeps its default;
+//! `weights` and the entries of `verbs`, `data_classes` and `caller_risk_level` (and
+//! `unknown_verb`, `unknown_data_class`, `missing_tool`) merge key by key, so
+//! `[risk.verbs.delete] points = { security = 50 }` changes only delete's security
+//! points; a rule of `tools`, `context` or `llm_cost` with the `id` of a default rule
+//! replaces that rule whole. A new name or id adds a rule. To switch a default
+//! dimension off, set its points to 0.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -140,19 +142,24 @@ pub struct RiskConfig {
     pub extreme_floor: u8,
     /// Where the levels start.
     pub levels: Levels,
-    /// Weight of each dimension in the overall score; each 0..=1, adding up to 1.
+    /// Weight of each dimension in the overall score; each 0..=1, adding up to 1. A
+    /// dimension left out keeps its default weight.
+    #[serde(deserialize_with = "merge_weights")]
     pub weights: BTreeMap<String, f64>,
     /// Points per verb of `proposed_action` (`delete` in `delete:customer_records`).
     #[serde(deserialize_with = "merge_verbs")]
     pub verbs: BTreeMap<String, Rule>,
     /// Points for a verb not in `verbs`.
+    #[serde(deserialize_with = "merge_unknown_verb")]
     pub unknown_verb: Rule,
     /// Points per data class the request names.
     #[serde(deserialize_with = "merge_data_classes")]
     pub data_classes: BTreeMap<String, Rule>,
     /// Points once for any data classes not in `data_classes`.
+    #[serde(deserialize_with = "merge_unknown_data_class")]
     pub unknown_data_class: Rule,
     /// Points for a request that names no tool.
+    #[serde(deserialize_with = "merge_missing_tool")]
     pub missing_tool: Rule,
     /// Points per caller `risk_level`, keys `1` to `5`.
     #[serde(deserialize_with = "merge_caller_risk_level")]
@@ -304,11 +311,55 @@ impl Default for RiskConfig {
     }
 }
 
+/// Lays `given` over `base` key by key, the way configuration layers merge: the
+/// points given replace those dimensions' points, the others keep theirs; a
+/// non-empty description replaces the description.
+fn merge_rule(base: &mut Rule, given: Rule) {
+    base.points.extend(given.points);
+    if !given.description.is_empty() {
+        base.description = given.description;
+    }
+}
+
 fn merge_map<'de, D: Deserializer<'de>>(
     deserializer: D,
     mut base: BTreeMap<String, Rule>,
 ) -> Result<BTreeMap<String, Rule>, D::Error> {
-    base.extend(BTreeMap::<String, Rule>::deserialize(deserializer)?);
+    for (name, given) in BTreeMap::<String, Rule>::deserialize(deserializer)? {
+        match base.get_mut(&name) {
+            Some(rule) => merge_rule(rule, given),
+            None => {
+                base.insert(name, given);
+            }
+        }
+    }
+    Ok(base)
+}
+
+fn merge_single<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    (points, description): ([u8; 6], &str),
+) -> Result<Rule, D::Error> {
+    let mut base = rule(points, description);
+    merge_rule(&mut base, Rule::deserialize(deserializer)?);
+    Ok(base)
+}
+
+fn merge_unknown_verb<'de, D: Deserializer<'de>>(d: D) -> Result<Rule, D::Error> {
+    merge_single(d, defaults::UNKNOWN_VERB)
+}
+
+fn merge_unknown_data_class<'de, D: Deserializer<'de>>(d: D) -> Result<Rule, D::Error> {
+    merge_single(d, defaults::UNKNOWN_DATA_CLASS)
+}
+
+fn merge_missing_tool<'de, D: Deserializer<'de>>(d: D) -> Result<Rule, D::Error> {
+    merge_single(d, defaults::MISSING_TOOL)
+}
+
+fn merge_weights<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    let mut base = default_weights();
+    base.extend(BTreeMap::<String, f64>::deserialize(d)?);
     Ok(base)
 }
 
@@ -399,7 +450,9 @@ pub enum RiskConfigError {
         key: String,
     },
     /// The weights do not add up to 1.
-    #[error("risk.weights must add up to 1, they add up to {sum}; adjust them")]
+    #[error(
+        "risk.weights must add up to 1, they add up to {sum}; give all six (a dimension left out keeps its default weight)"
+    )]
     WeightsSum {
         /// What they add up to.
         sum: f64,
@@ -670,12 +723,15 @@ impl RiskConfig {
             sum += weight;
         }
         if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
+            // Rounded so the message shows 1.65, not 1.6500000000000001.
+            let sum = (sum * 1e9).round() / 1e9;
             return Err(RiskConfigError::WeightsSum { sum });
         }
         Ok(())
     }
 
-    /// The weight of each dimension, in [`Dimension::ALL`] order (0 when left out).
+    /// The weight of each dimension, in [`Dimension::ALL`] order (0 for a dimension
+    /// missing from a configuration built in code).
     pub fn weight_array(&self) -> [f64; 6] {
         Dimension::ALL.map(|d| self.weights.get(d.as_str()).copied().unwrap_or(0.0))
     }

@@ -232,14 +232,16 @@ fn json_has_the_contract_shape() {
     );
 }
 
-/// Parses a `[risk]` table as the engine would (it is the value of the `risk` key).
+/// A configuration file holding a `[risk]` table.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    risk: RiskConfig,
+}
+
+/// Parses a `[risk]` table with serde alone.
 fn parse(toml_text: &str) -> Result<RiskConfig, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct File {
-        #[serde(default)]
-        risk: RiskConfig,
-    }
     toml::from_str::<File>(toml_text)
         .map(|f| f.risk)
         .map_err(|e| e.message().to_owned())
@@ -268,7 +270,7 @@ fn invalid_config_is_rejected_naming_the_key() {
     );
     check_err(
         "[risk.weights]\nsecurity = 0.5\nprivacy = 0.6",
-        "risk.weights must add up to 1, they add up to 1.1; adjust them",
+        "risk.weights must add up to 1, they add up to 1.65; give all six (a dimension left out keeps its default weight)",
     );
     check_err(
         "[risk.levels]\nmedium = 30\nhigh = 20\ncritical = 80",
@@ -344,7 +346,10 @@ fn a_risk_table_merges_with_the_defaults() {
         points = { operational = 10 }
 
         [risk.verbs.send]
-        points = {}
+        points = { security = 0, privacy = 0, compliance = 0, operational = 0, reputational = 0 }
+
+        [risk.verbs.delete]
+        points = { security = 50 }
 
         [[risk.tools]]
         id = "tool.database"
@@ -360,6 +365,13 @@ fn a_risk_table_merges_with_the_defaults() {
     .unwrap();
     let defaults = RiskConfig::default();
     assert_eq!(config.verbs.len(), defaults.verbs.len() + 1);
+    let delete = &config.verbs["delete"];
+    assert_eq!(delete.points["security"], 50);
+    assert_eq!(
+        delete.points["operational"], 40,
+        "other dimensions keep their default"
+    );
+    assert_eq!(delete.description, defaults.verbs["delete"].description);
     assert_eq!(config.data_classes, defaults.data_classes);
     assert_eq!(config.tools.len(), defaults.tools.len());
     assert_eq!(config.context.len(), defaults.context.len() + 1);
@@ -711,4 +723,50 @@ fn error_key_is_reported() {
     config.levels.high = 10;
     let err: RiskConfigError = config.validate().unwrap_err();
     assert_eq!(err.key(), "risk.levels.high");
+}
+
+/// Layers `[risk]` tables the way the engine loads its configuration (figment:
+/// serialized defaults, then the file), so the two readings cannot drift apart.
+fn layered(toml_text: &str) -> Result<RiskConfig, String> {
+    use figment::Figment;
+    use figment::providers::{Format, Serialized, Toml};
+    Figment::from(Serialized::defaults(File {
+        risk: RiskConfig::default(),
+    }))
+    .merge(Toml::string(toml_text))
+    .extract::<File>()
+    .map(|f| f.risk)
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn serde_alone_and_layered_loading_agree() {
+    let cases = [
+        "",
+        "[risk]\nescalation_threshold = 70\nlevels = { high = 65 }",
+        "[risk.weights]\nsecurity = 0.35\nfinancial = 0.0",
+        "[risk.verbs.delete]\npoints = { security = 50 }\n[risk.verbs.archive]\npoints = { operational = 10 }",
+        "[risk.unknown_verb]\ndescription = \"odd verb\"\n[risk.missing_tool]\npoints = { security = 0 }",
+        "[risk.data_classes.pii]\ndescription = \"personal\"\npoints = { privacy = 45 }",
+        "[[risk.tools]]\nid = \"tool.database\"\npatterns = [\"warehouse_*\"]\n[[risk.tools]]\nid = \"tool.vault\"\npatterns = [\"vault\"]\npoints = { security = 40 }",
+        "[[risk.context]]\nid = \"context.vip\"\nwhen = [{ key = \"tier\", equals = [\"vip\"] }]",
+        "[[risk.llm_cost]]\nid = \"llm_cost.high\"\nat_least_micros = 500000\npoints = { financial = 20 }",
+    ];
+    for text in cases {
+        let alone = parse(text).unwrap();
+        assert_eq!(layered(text).unwrap(), alone, "{text}");
+    }
+    let merged = parse(cases[2]).unwrap();
+    assert_eq!(merged.weights["security"], 0.35);
+    assert_eq!(merged.weights["privacy"], 0.20);
+    assert_eq!(merged.weights["financial"], 0.0);
+    RiskScorer::new(merged).unwrap();
+    let tools = parse(cases[6]).unwrap().tools;
+    assert_eq!(tools.len(), RiskConfig::default().tools.len() + 1);
+    assert_eq!(
+        tools[2].patterns,
+        ["warehouse_*"],
+        "replaced in place, whole"
+    );
+    assert!(tools[2].points.is_empty());
 }
