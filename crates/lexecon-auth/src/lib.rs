@@ -36,8 +36,8 @@ pub use role::{ParseRoleError, Role};
 pub use secret::{API_KEY_PREFIX, CHALLENGE_PREFIX, SESSION_PREFIX, SecretString};
 pub use service::{
     AuthConfig, AuthService, BACKUP_CODE_BITS, BACKUP_CODES, CreatedApiKey, CreatedUser,
-    LoginOutcome, MfaEnrollment, Principal, PrincipalKind, Session, validate_password,
-    validate_username,
+    LoginOutcome, MfaEnrollment, Principal, PrincipalKind, Session, parse_bearer,
+    validate_password, validate_username,
 };
 pub use sql::{PgAuthStore, SqliteAuthStore};
 pub use store::{ApiKeyRecord, AuthStore, ChallengeRecord, MfaRecord, SessionRecord, UserRecord};

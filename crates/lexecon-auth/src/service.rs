@@ -649,8 +649,18 @@ impl AuthService {
                     locked_until: None,
                     mfa_enabled: false,
                 };
-                self.store.insert_user(&user).await?;
-                user.id
+                match self.store.insert_user(&user).await {
+                    Ok(()) => user.id,
+                    // A concurrent first exchange for the same subject created it.
+                    Err(StoreError::Conflict) => {
+                        self.store
+                            .user_by_name(&user.username)
+                            .await?
+                            .ok_or(AuthError::InvalidCredentials)?
+                            .id
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         };
         let session = self.new_session(&user_id, identity.mfa).await?;
@@ -663,6 +673,15 @@ impl AuthService {
         let idle_cutoff = now.add_secs(-self.config.session_idle_secs);
         Ok(self.store.purge_expired(now, idle_cutoff).await?)
     }
+}
+
+/// The token of an `authorization` header value `Bearer <token>` (the scheme is
+/// case-insensitive, as RFC 7235 says); `None` for any other form.
+pub fn parse_bearer(header_value: &str) -> Option<&str> {
+    let (scheme, token) = header_value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
 }
 
 fn backup_code(rng: &mut dyn CryptoRngCore) -> String {

@@ -442,3 +442,17 @@ fn debug_of_secrets_is_redacted() {
         assert!(text.contains("redacted"), "{text}");
     }
 }
+
+#[test]
+fn bearer_tokens_are_parsed_from_the_authorization_header() {
+    let check =
+        |header: &str, expect: Option<&str>| assert_eq!(parse_bearer(header), expect, "{header:?}");
+    check("Bearer lxk_abc", Some("lxk_abc"));
+    check("bearer lxs_abc", Some("lxs_abc"));
+    check("BEARER  lxs_abc ", Some("lxs_abc"));
+    check("Basic dXNlcjpwdw==", None);
+    check("Bearer", None);
+    check("Bearer ", None);
+    check("lxk_abc", None);
+    check("Bearer a b", None);
+}
