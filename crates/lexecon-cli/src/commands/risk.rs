@@ -78,13 +78,25 @@ pub(crate) fn run(cmd: &RiskCommand) -> Result<Verdict> {
             let config = args.local.load()?;
             let scorer = RiskScorer::new(config.risk).context("invalid [risk] configuration")?;
             let assessment = scorer.assess(&request, args.llm_cost_micros);
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&assessment)?);
+            let text = if args.json {
+                serde_json::to_string_pretty(&assessment)? + "\n"
             } else {
-                print!("{}", render(&assessment));
-            }
+                render(&assessment)
+            };
+            write_stdout(&text)?;
             Ok(Verdict::Yes)
         }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of
+/// panicking as `println!` does.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
     }
 }
 
