@@ -162,6 +162,16 @@ const KINDS: &[&str] = &[
     "context",
 ];
 const CTX_KEYS: &[&str] = &["k", "resource"];
+/// Permits weigh triple, so enough random requests get approved (or escalated).
+const RELATION_KINDS: &[&str] = &[
+    "permits",
+    "forbids",
+    "requires",
+    "implies",
+    "conflicts",
+    "permits",
+    "permits",
+];
 
 fn pick<'a>(list: &'a [&'a str], i: usize) -> &'a str {
     list[i % list.len()]
@@ -180,7 +190,7 @@ struct GenRelation {
 
 fn gen_relation() -> impl Strategy<Value = GenRelation> {
     (
-        0usize..5,
+        0usize..RELATION_KINDS.len(),
         0usize..64,
         0usize..64,
         proptest::option::weighted(0.3, proptest::collection::vec(0usize..64, 0..3)),
@@ -217,10 +227,7 @@ fn policy_source(mode: usize, terms: &[(usize, usize, usize)], rels: &[GenRelati
     }
     let n = terms.len();
     for (i, r) in rels.iter().enumerate() {
-        let kind = pick(
-            &["permits", "forbids", "requires", "implies", "conflicts"],
-            r.kind,
-        );
+        let kind = pick(RELATION_KINDS, r.kind);
         let (mut from, mut to) = (r.from % n, r.to % n);
         if kind == "implies" {
             if from == to {
