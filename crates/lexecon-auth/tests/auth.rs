@@ -711,6 +711,77 @@ async fn api_key_revoked_elsewhere_stops_working_within_the_cache_time(h: &Harne
     assert!(matches!(e, AuthError::ApiKeyExpired), "{e}");
 }
 
+async fn concurrent_use_of_one_code_succeeds_once(h: &Harness) {
+    h.service
+        .create_user("root", PASSWORD, Role::Admin)
+        .await
+        .unwrap();
+    let s = h.session("root").await;
+    let p = h.service.authenticate(s.token.expose()).await.unwrap();
+    let enrollment = h.service.enroll_mfa(&p).await.unwrap();
+    let secret = enrollment.secret_base32.expose().to_owned();
+    for code in [
+        h.totp_now(&secret, 0),
+        enrollment.backup_codes[0].expose().to_owned(),
+    ] {
+        let mut challenges = Vec::new();
+        for _ in 0..4 {
+            challenges.push(h.challenge("root").await);
+        }
+        let attempts = challenges
+            .iter()
+            .map(|c| h.service.verify_mfa(c.expose(), &code));
+        let results = futures_join_all(attempts).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(ok, 1, "{results:?}");
+        for e in results.into_iter().filter_map(Result::err) {
+            assert!(
+                matches!(e, AuthError::MfaCodeReused | AuthError::InvalidMfaCode),
+                "{e}"
+            );
+        }
+    }
+    // The same challenge answered twice at once yields one session.
+    let c = h.challenge("root").await;
+    let next = h.totp_now(&secret, 1);
+    let results = futures_join_all([
+        h.service.verify_mfa(c.expose(), &next),
+        h.service.verify_mfa(c.expose(), &next),
+    ])
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+}
+
+/// Polls every future to completion concurrently on the current task.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, slot) in set.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -744,6 +815,7 @@ store_suite!(
     mfa_is_required_for_admins_and_cannot_be_skipped,
     wrong_mfa_codes_count_towards_lockout,
     viewer_may_opt_into_mfa,
+    concurrent_use_of_one_code_succeeds_once,
     oidc_exchange_gives_a_session_linked_by_subject,
 );
 
