@@ -80,6 +80,11 @@ fn build_request(c: &RawCase) -> Result<ActionRequest, RequestError> {
 /// reported at the case's line.
 pub fn parse_cases(source: &str, origin: &str) -> Result<Vec<TestCase>, Vec<Diagnostic>> {
     let loc = Locator::new(source, origin);
+    let mut unknown = crate::keys::unknown_keys(source, &crate::keys::CASES_FILE, &loc);
+    if !unknown.is_empty() {
+        unknown.sort_by_key(|d| (d.line, d.column));
+        return Err(unknown);
+    }
     let raw: RawCases = toml::from_str(source)
         .map_err(|e| vec![loc.at(Severity::Error, e.span(), toml_message(&e))])?;
     let mut cases = Vec::with_capacity(raw.case.len());

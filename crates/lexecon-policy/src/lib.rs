@@ -7,6 +7,7 @@ mod compiled;
 mod glob;
 mod hash;
 mod index;
+mod keys;
 mod model;
 mod parse;
 

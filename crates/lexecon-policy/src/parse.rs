@@ -125,10 +125,16 @@ impl Policy {
     ///
     /// `origin` names the source in diagnostics (usually the file path). On success,
     /// the policy comes with its warnings; on failure, every diagnostic found (errors
-    /// and warnings). TOML syntax and shape errors (an unknown key, a wrong type) stop
-    /// parsing at the first one; validation then reports every problem it finds.
+    /// and warnings). Every unknown key is reported; other TOML syntax and shape errors
+    /// (a wrong type, a missing key) stop parsing at the first one; validation then
+    /// reports every problem it finds.
     pub fn parse(source: &str, origin: &str) -> Result<(Policy, Vec<Diagnostic>), Vec<Diagnostic>> {
         let loc = Locator::new(source, origin);
+        let mut unknown = crate::keys::unknown_keys(source, &crate::keys::POLICY_FILE, &loc);
+        if !unknown.is_empty() {
+            unknown.sort_by_key(|d| (d.line, d.column));
+            return Err(unknown);
+        }
         let raw: RawFile = match toml::from_str(source) {
             Ok(raw) => raw,
             Err(e) => return Err(vec![loc.at(Severity::Error, e.span(), toml_message(&e))]),

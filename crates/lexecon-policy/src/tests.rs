@@ -1014,6 +1014,45 @@ fn shape_errors_are_located() {
 }
 
 #[test]
+fn every_unknown_key_is_reported_at_once() {
+    check_diagnostics(
+        &format!(
+            "{HEADER}author = \"me\"\n{}",
+            r#"
+[[terms]]
+id = "a"
+kind = "actor"
+matches = "x"
+[[relations]]
+id = "r"
+kind = "permits"
+from = "a"
+to = "a"
+when = { tool = ["x"], context = { any_key = "ok" } }
+[[relation]]
+id = "typo"
+"#
+        ),
+        expect![[r#"
+            bad.toml:5:1: error: unknown field `author`, expected one of `name`, `version`, `mode`
+            bad.toml:10:1: error: unknown field `matches`, expected one of `id`, `kind`, `match`, `description`
+            bad.toml:16:10: error: unknown field `tool`, expected one of `tools`, `max_risk_level`, `data_classes_within`, `context`
+            bad.toml:17:3: error: unknown field `relation`, expected one of `policy`, `terms`, `relations`
+        "#]],
+    );
+    let err = parse_cases(
+        "[[case]]\nname = \"x\"\nactor = \"a\"\naction = \"b\"\nexpected = \"denied\"\ntools = \"t\"\n",
+        "c.toml",
+    )
+    .unwrap_err();
+    expect![[r#"
+        c.toml:5:1: error: unknown field `expected`, expected one of `name`, `actor`, `action`, `tool`, `data_classes`, `risk_level`, `mode`, `context`, `risk_score`, `expect`, `reasons`
+        c.toml:6:1: error: unknown field `tools`, expected one of `name`, `actor`, `action`, `tool`, `data_classes`, `risk_level`, `mode`, `context`, `risk_score`, `expect`, `reasons`
+    "#]]
+    .assert_eq(&render(&err));
+}
+
+#[test]
 fn hash_ignores_comments_key_order_and_declaration_order() {
     let a = r#"
 [policy]
