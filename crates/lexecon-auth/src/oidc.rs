@@ -103,8 +103,10 @@ impl JwksSource for StaticJwksSource {
     }
 }
 
-/// A configured OIDC provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A configured OIDC provider (deserializable from configuration; omitted fields take
+/// the defaults of [`OidcProviderConfig::new`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OidcProviderConfig {
     /// The provider's name (what clients pass as `provider`).
     pub name: String,
@@ -114,16 +116,31 @@ pub struct OidcProviderConfig {
     pub client_id: String,
     /// The claim that carries the role (a string or an array of strings); `None` gives
     /// everyone `default_role`.
+    #[serde(default)]
     pub role_claim: Option<String>,
     /// Claim values to roles (e.g. a group name to `admin`); when empty, claim values
     /// are read as role names. `agent` is never granted through OIDC.
+    #[serde(default)]
     pub role_map: BTreeMap<String, Role>,
     /// The role when the claim is absent or maps to nothing.
+    #[serde(default = "default_role")]
     pub default_role: Role,
     /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_skew")]
     pub clock_skew_secs: i64,
     /// Seconds a fetched JWKS is used before it is fetched again.
+    #[serde(default = "default_jwks_cache")]
     pub jwks_cache_secs: i64,
+}
+
+fn default_role() -> Role {
+    Role::Viewer
+}
+fn default_skew() -> i64 {
+    60
+}
+fn default_jwks_cache() -> i64 {
+    600
 }
 
 impl OidcProviderConfig {
@@ -135,9 +152,9 @@ impl OidcProviderConfig {
             client_id: client_id.to_owned(),
             role_claim: None,
             role_map: BTreeMap::new(),
-            default_role: Role::Viewer,
-            clock_skew_secs: 60,
-            jwks_cache_secs: 600,
+            default_role: default_role(),
+            clock_skew_secs: default_skew(),
+            jwks_cache_secs: default_jwks_cache(),
         }
     }
 }

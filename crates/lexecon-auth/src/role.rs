@@ -7,7 +7,10 @@ use std::str::FromStr;
 ///
 /// People hold `viewer` < `auditor` < `compliance_officer` < `admin`; services hold
 /// `agent`, which asks for decisions, tokens, budget and risk and nothing administrative.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads decisions, policies and the ledger.
     Viewer,

@@ -456,3 +456,43 @@ fn bearer_tokens_are_parsed_from_the_authorization_header() {
     check("lxk_abc", None);
     check("Bearer a b", None);
 }
+
+#[test]
+fn roles_and_provider_configs_deserialize_from_configuration() {
+    let roles: Vec<Role> =
+        serde_json::from_str(r#"["viewer", "compliance_officer", "agent"]"#).unwrap();
+    assert_eq!(roles, [Role::Viewer, Role::ComplianceOfficer, Role::Agent]);
+    assert_eq!(
+        serde_json::to_string(&Role::ComplianceOfficer).unwrap(),
+        r#""compliance_officer""#
+    );
+    assert!(serde_json::from_str::<Role>(r#""root""#).is_err());
+
+    let minimal: OidcProviderConfig =
+        serde_json::from_str(r#"{"name": "corp", "issuer": "https://idp", "client_id": "c"}"#)
+            .unwrap();
+    assert_eq!(minimal, OidcProviderConfig::new("corp", "https://idp", "c"));
+    let full: OidcProviderConfig = serde_json::from_str(
+        r#"{"name": "corp", "issuer": "https://idp", "client_id": "c", "role_claim": "groups",
+            "role_map": {"admins": "admin"}, "default_role": "auditor", "clock_skew_secs": 5,
+            "jwks_cache_secs": 60}"#,
+    )
+    .unwrap();
+    assert_eq!(full.role_map.get("admins"), Some(&Role::Admin));
+    assert_eq!(
+        (
+            full.default_role,
+            full.clock_skew_secs,
+            full.jwks_cache_secs
+        ),
+        (Role::Auditor, 5, 60)
+    );
+    let err = serde_json::from_str::<OidcProviderConfig>(
+        r#"{"name": "corp", "issuer": "https://idp", "client_id": "c", "audience": "x"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `audience`"),
+        "{err}"
+    );
+}
