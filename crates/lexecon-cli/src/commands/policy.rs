@@ -89,8 +89,9 @@ pub(crate) struct ExplainArgs {
     /// The caller's risk estimate, 1 (lowest) to 5.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5))]
     pub risk_level: Option<u32>,
-    /// Ask for a mode; it can only make the decision stricter.
-    #[arg(long)]
+    /// Ask for a mode (permissive, strict or paranoid); it can only make the decision
+    /// stricter than the policy's own mode.
+    #[arg(long, value_name = "MODE")]
     pub mode: Option<PolicyMode>,
     /// A context attribute KEY=VALUE (repeatable), e.g. region=eu-west or resource=db/x.
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_key_value)]
