@@ -51,6 +51,6 @@ pub use store::{
     StoredCheckpoint, TreeState, load_state,
 };
 pub use verify::{
-    Audit, EntryView, Problem, Progress, VerifyOptions, VerifyReport, stored_verifiers, verify,
-    verify_note,
+    Audit, EntryHashes, EntryView, Problem, Progress, VerifyOptions, VerifyReport,
+    stored_verifiers, verify, verify_note,
 };

@@ -93,34 +93,29 @@ async fn read_nodes(
     ids: &[NodeId],
 ) -> Result<Vec<Hash>, LedgerError> {
     let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(ids.len());
+    // One statement per chunk (leaf hashes and interior nodes together): each sqlx
+    // statement costs a hand-off to its worker thread.
     for chunk in ids.chunks(MAX_PARAMS / 2) {
         let leaves: Vec<i64> = chunk
             .iter()
             .filter(|id| id.level == 0)
             .map(|id| to_i64(id.index))
             .collect::<Result<_, _>>()?;
+        let inner: Vec<&NodeId> = chunk.iter().filter(|id| id.level > 0).collect();
+        let mut q = QueryBuilder::<Sqlite>::new("");
         if !leaves.is_empty() {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT idx, leaf_hash FROM ledger_leaves WHERE idx IN (",
-            );
+            q.push("SELECT 0, idx, leaf_hash FROM ledger_leaves WHERE idx IN (");
             let mut sep = q.separated(", ");
             for i in &leaves {
                 sep.push_bind(*i);
             }
             q.push(")");
-            for row in q.build().fetch_all(&mut *conn).await? {
-                let id = NodeId {
-                    level: 0,
-                    index: to_u64(row.try_get(0)?)?,
-                };
-                found.insert(id, to_hash(row.try_get::<&[u8], _>(1)?)?);
-            }
         }
-        let inner: Vec<&NodeId> = chunk.iter().filter(|id| id.level > 0).collect();
         if !inner.is_empty() {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES ",
-            );
+            if !leaves.is_empty() {
+                q.push(" UNION ALL ");
+            }
+            q.push("SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES ");
             let mut first = true;
             for id in inner {
                 if !first {
@@ -134,15 +129,18 @@ async fn read_nodes(
                 q.push(")");
             }
             q.push(")");
-            for row in q.build().fetch_all(&mut *conn).await? {
-                let level: i32 = row.try_get(0)?;
-                let id = NodeId {
-                    level: u8::try_from(level)
-                        .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
-                    index: to_u64(row.try_get(1)?)?,
-                };
-                found.insert(id, to_hash(row.try_get::<&[u8], _>(2)?)?);
-            }
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let level: i32 = row.try_get(0)?;
+            let id = NodeId {
+                level: u8::try_from(level)
+                    .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
+                index: to_u64(row.try_get(1)?)?,
+            };
+            found.insert(id, to_hash(row.try_get::<&[u8], _>(2)?)?);
         }
     }
     ids.iter()

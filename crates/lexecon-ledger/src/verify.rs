@@ -88,6 +88,25 @@ pub struct EntryView<'a> {
     pub redacted: bool,
 }
 
+/// The hashes verification recomputes for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHashes {
+    /// `SHA-256(0x00 || leaf)`.
+    pub leaf: Hash,
+    /// SHA-256 of the payload bytes, when present.
+    pub payload: Option<Hash>,
+}
+
+impl EntryHashes {
+    /// Computes them.
+    pub fn of(e: &EntryView<'_>) -> Self {
+        EntryHashes {
+            leaf: leaf_hash(e.leaf),
+            payload: e.payload.map(payload_hash),
+        }
+    }
+}
+
 /// The pure verification state machine.
 #[derive(Debug)]
 pub struct Audit {
@@ -170,6 +189,15 @@ impl Audit {
         if !self.tree {
             return Ok(());
         }
+        // The root costs O(log n) hashes: compute it only where a checkpoint needs it.
+        let due = self
+            .checkpoints
+            .get(self.next_checkpoint)
+            .is_some_and(|cp| cp.size <= size)
+            || self.trusted.as_ref().is_some_and(|t| t.size == size);
+        if !due {
+            return Ok(());
+        }
         let root = if size == 0 {
             empty_root()
         } else {
@@ -210,6 +238,13 @@ impl Audit {
 
     /// Checks the next entry.
     pub fn feed(&mut self, e: EntryView<'_>) -> Result<(), Problem> {
+        let hashes = EntryHashes::of(&e);
+        self.feed_hashed(e, hashes)
+    }
+
+    /// Checks the next entry with its hashes computed beforehand (possibly on another
+    /// thread, which is how [`verify`] keeps both cores busy).
+    pub fn feed_hashed(&mut self, e: EntryView<'_>, hashes: EntryHashes) -> Result<(), Problem> {
         let i = self.expected;
         if self.frontier.size() == 0 && self.tree && i == 0 {
             self.check_roots_at(0)?;
@@ -245,7 +280,7 @@ impl Audit {
                 ),
             ));
         }
-        let h = leaf_hash(e.leaf);
+        let h = hashes.leaf;
         if e.leaf_hash != h.as_slice() {
             return Err(problem(
                 Some(i),
@@ -263,9 +298,9 @@ impl Audit {
                 ),
             ));
         }
-        match e.payload {
+        match hashes.payload {
             Some(p) => {
-                if payload_hash(p) != leaf.payload_hash {
+                if p != leaf.payload_hash {
                     return Err(problem(
                         Some(i),
                         format!(
@@ -360,6 +395,86 @@ pub async fn stored_verifiers(store: &dyn LedgerStore) -> Result<Vec<NoteVerifie
         .collect()
 }
 
+/// A page of entries with their recomputed hashes.
+type Hashed = (Vec<crate::entry::Entry>, Vec<EntryHashes>);
+
+fn hash_page(entries: &[crate::entry::Entry]) -> Vec<EntryHashes> {
+    entries
+        .iter()
+        .map(|e| {
+            EntryHashes::of(&EntryView {
+                index: e.index,
+                leaf: &e.leaf,
+                leaf_hash: &e.leaf_hash,
+                payload: e.payload.as_deref(),
+                redacted: e.tombstone.is_some(),
+            })
+        })
+        .collect()
+}
+
+async fn read_and_hash(
+    store: Arc<dyn LedgerStore>,
+    page: u64,
+    total: u64,
+    tx: tokio::sync::mpsc::Sender<Result<Hashed, LedgerError>>,
+) {
+    // Pages are index ranges [k*page, (k+1)*page) read two at a time on separate
+    // connections; rows past a page's range (after a gap) belong to the next page and
+    // are dropped here, so a gap shows up as a missing index in the audit.
+    let fetch = |from: u64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut rows = store.entries(from, page).await?;
+            rows.retain(|e| e.index < from.saturating_add(page));
+            Ok::<_, LedgerError>(rows)
+        })
+    };
+    // Read past the head by one page so entries appended during verification, or
+    // stored beyond a gap, are still seen.
+    let end = total.saturating_add(page);
+    let mut inflight = std::collections::VecDeque::new();
+    let mut from = 0u64;
+    while inflight.len() < 2 && from < end {
+        inflight.push_back(fetch(from));
+        from = from.saturating_add(page);
+    }
+    while let Some(handle) = inflight.pop_front() {
+        let entries = match handle.await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx
+                    .send(Err(LedgerError::Corrupt(format!(
+                        "verification reader failed: {e}"
+                    ))))
+                    .await;
+                return;
+            }
+        };
+        if from < end {
+            inflight.push_back(fetch(from));
+            from = from.saturating_add(page);
+        }
+        let hashed = tokio::task::spawn_blocking(move || {
+            let hashes = hash_page(&entries);
+            (entries, hashes)
+        })
+        .await;
+        let item =
+            hashed.map_err(|e| LedgerError::Corrupt(format!("verification hasher failed: {e}")));
+        if tx.send(item).await.is_err() {
+            for h in inflight {
+                h.abort();
+            }
+            return;
+        }
+    }
+}
+
 /// Verifies a whole stored log.
 pub async fn verify(
     store: Arc<dyn LedgerStore>,
@@ -397,27 +512,21 @@ pub async fn verify(
         }
     };
     let page = if options.page_size == 0 {
-        10_000
+        20_000
     } else {
         options.page_size
     };
-    let fetch = |from: u64| {
-        let store = store.clone();
-        tokio::spawn(async move { store.entries(from, page).await })
-    };
-    let mut from = 0u64;
-    let mut next = fetch(from);
+    // Three stages run at once: reading page k+1, hashing page k (a blocking thread),
+    // and the sequential audit of page k-1 here.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Hashed, LedgerError>>(2);
+    let reader = tokio::spawn(read_and_hash(store.clone(), page, total, tx));
     let result = loop {
-        let entries = next
-            .await
-            .map_err(|e| LedgerError::Corrupt(format!("verification reader failed: {e}")))??;
-        let Some(last) = entries.last() else {
+        let Some(next) = rx.recv().await else {
             break audit.finish();
         };
-        from = last.index.saturating_add(1);
-        next = fetch(from);
+        let (entries, hashes) = next?;
         let mut bad = None;
-        for e in &entries {
+        for (e, h) in entries.iter().zip(hashes) {
             let view = EntryView {
                 index: e.index,
                 leaf: &e.leaf,
@@ -425,19 +534,19 @@ pub async fn verify(
                 payload: e.payload.as_deref(),
                 redacted: e.tombstone.is_some(),
             };
-            if let Err(p) = audit.feed(view) {
+            if let Err(p) = audit.feed_hashed(view, h) {
                 bad = Some(p);
                 break;
             }
         }
         if let Some(p) = bad {
-            next.abort();
             break Err(p);
         }
         if let Some(progress) = &options.progress {
             progress(audit.entries(), total.max(audit.entries()));
         }
     };
+    reader.abort();
     report.entries = audit.entries();
     report.redacted = audit.redacted;
     report.checkpoints = audit.checked;
