@@ -717,8 +717,12 @@ async fn policy_hot_reload_under_load_never_fails_or_mixes_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_share_one_postgres_ledger_and_one_redis_rate_limit() {
-    let Some(db) = lexecon_testkit::PgDatabase::create().await else { return };
-    let Some((redis_url, prefix)) = lexecon_testkit::redis_url_and_prefix() else { return };
+    let Some(db) = lexecon_testkit::PgDatabase::create().await else {
+        return;
+    };
+    let Some((redis_url, prefix)) = lexecon_testkit::redis_url_and_prefix() else {
+        return;
+    };
     let dir = init_dir();
     let env: Vec<(&str, &str)> = vec![
         ("LEXECON_DATABASE__URL", &db.url),
@@ -726,9 +730,26 @@ async fn two_servers_share_one_postgres_ledger_and_one_redis_rate_limit() {
         ("LEXECON_REDIS__KEY_PREFIX", &prefix),
         ("LEXECON_BUDGET__GLOBAL__RPM_LIMIT", "40"),
     ];
-    let key = lexecon_env(dir.path(), &["apikey", "create", "--data-dir", "data", "--name", "scale", "--role", "admin", "--json"], &env);
+    let key = lexecon_env(
+        dir.path(),
+        &[
+            "apikey",
+            "create",
+            "--data-dir",
+            "data",
+            "--name",
+            "scale",
+            "--role",
+            "admin",
+            "--json",
+        ],
+        &env,
+    );
     assert_eq!(key.code, 0, "{key:?}");
-    let token = serde_json::from_str::<serde_json::Value>(&key.stdout).unwrap()["api_key"].as_str().unwrap().to_owned();
+    let token = serde_json::from_str::<serde_json::Value>(&key.stdout).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let a = Server::start(dir.path(), "data", &env);
     let b = Server::start(dir.path(), "data", &env);
 
@@ -753,9 +774,17 @@ async fn two_servers_share_one_postgres_ledger_and_one_redis_rate_limit() {
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 for i in 0..15 {
-                    let request = if i % 3 == 0 { approved_request() } else { llm.clone() };
+                    let request = if i % 3 == 0 {
+                        approved_request()
+                    } else {
+                        llm.clone()
+                    };
                     let is_llm = request.llm.is_some();
-                    let r = client.decide(authed(request, &token)).await.unwrap().into_inner();
+                    let r = client
+                        .decide(authed(request, &token))
+                        .await
+                        .unwrap()
+                        .into_inner();
                     out.push((is_llm, r.outcome(), r.ledger_index, r.reasons.clone()));
                 }
                 out
@@ -766,14 +795,77 @@ async fn two_servers_share_one_postgres_ledger_and_one_redis_rate_limit() {
     for t in tasks {
         results.extend(t.await.unwrap());
     }
-    let llm_approved = results.iter().filter(|(is_llm, o, _, _)| *is_llm && *o == Outcome::Approved).count();
+    let llm_approved = results
+        .iter()
+        .filter(|(is_llm, o, _, _)| *is_llm && *o == Outcome::Approved)
+        .count();
     let llm_total = results.iter().filter(|(is_llm, _, _, _)| *is_llm).count();
     assert_eq!(llm_total, 80);
-    assert_eq!(llm_approved, 40, "the shared RPM limit of 40 admitted {llm_approved} of {llm_total}");
-    assert!(results.iter().any(|(_, o, _, reasons)| *o == Outcome::Denied && reasons.iter().any(|r| r.contains("rpm"))));
+    assert_eq!(
+        llm_approved, 40,
+        "the shared RPM limit of 40 admitted {llm_approved} of {llm_total}"
+    );
+    assert!(results.iter().any(
+        |(_, o, _, reasons)| *o == Outcome::Denied && reasons.iter().any(|r| r.contains("rpm"))
+    ));
     let indices: HashSet<u64> = results.iter().map(|(_, _, i, _)| *i).collect();
-    assert_eq!(indices.len(), results.len(), "two decisions got the same ledger index: the log forked");
+    assert_eq!(
+        indices.len(),
+        results.len(),
+        "two decisions got the same ledger index: the log forked"
+    );
     drop((a, b));
     let verify = lexecon(dir.path(), &["verify-ledger", "--database-url", &db.url]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_is_ledgered_and_old_tokens_still_verify() {
+    let dir = init_dir();
+    let token = admin_token(&dir.path().join("data"));
+    let server = Server::start(dir.path(), "data", &[]);
+    let before = decision_client(&server)
+        .await
+        .decide(authed(approved_request(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(30)), 0);
+    let rotated = lexecon(dir.path(), &["keys", "rotate", "--data-dir", "data"]);
+    assert_eq!(rotated.code, 0, "{rotated:?}");
+    let server = Server::start(dir.path(), "data", &[]);
+    let mut client = decision_client(&server).await;
+    let check = client
+        .verify_token(authed(
+            lexecon_proto::v1::VerifyTokenRequest {
+                token: before.capability_token.clone(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        check.valid,
+        "a token of the retired key must verify until it expires: {check:?}"
+    );
+    let mut ledger = LedgerServiceClient::new(server.channel().await);
+    let entries = ledger
+        .get_entries(authed(
+            GetEntriesRequest {
+                from: 0,
+                limit: 1000,
+                kind: "key_rotated".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(entries.entries.len(), 1, "{entries:?}");
+    drop(server);
+    let verify = lexecon(dir.path(), &["verify-ledger", "--data-dir", "data"]);
     assert_eq!(verify.code, 0, "{verify:?}");
 }

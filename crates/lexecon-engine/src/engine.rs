@@ -136,6 +136,15 @@ impl Engine {
             checkpoint_interval_ms: config.ledger.checkpoint_interval_ms,
             max_batch: config.ledger.max_batch,
         };
+        // A node key the ledger has not seen before (first start, or `lexecon keys rotate`)
+        // is recorded as a key_rotated entry once the ledger is open.
+        let vkey = signer.verifier().vkey();
+        let known_vkeys = ledger_store
+            .meta(lexecon_ledger::VKEYS_META)
+            .await?
+            .unwrap_or_default();
+        let new_key = !known_vkeys.lines().any(|l| l == vkey);
+        let had_keys = !known_vkeys.trim().is_empty();
         let ledger = Ledger::open(
             Arc::clone(&ledger_store),
             signer,
@@ -197,6 +206,20 @@ impl Engine {
             clock,
             config,
         };
+        if new_key {
+            let kind = if had_keys {
+                EntryKind::KeyRotated
+            } else {
+                EntryKind::Note
+            };
+            let key_id = engine.key_ring().active().key_id().to_owned();
+            let payload = if had_keys {
+                json!({"key_id": key_id, "vkey": vkey, "retired": engine.key_ring().retired().iter().map(|r| r.key.key_id().to_owned()).collect::<Vec<_>>()})
+            } else {
+                json!({"note": "ledger opened with this node key", "key_id": key_id, "vkey": vkey})
+            };
+            engine.ledger.append(kind, payload).await?;
+        }
         engine.record_policy_if_new().await?;
         engine.load_revocations().await?;
         Ok(engine)

@@ -79,8 +79,9 @@ pub(crate) enum KeysCommand {
     /// when they have all expired. Retired keys past their time are removed. Stop the
     /// server first, or restart it after, so that it signs with the new key.
     ///
-    /// The ledger does not record the rotation yet (a key_rotated entry comes with the
-    /// engine's key management).
+    /// The server records the rotation as a key_rotated ledger entry (with the new key
+    /// id and verifier key) when it next starts with the new key; checkpoints from then
+    /// on are signed by it, and verify-ledger knows both keys.
     ///
     /// Example:
     ///
