@@ -194,6 +194,9 @@ async fn open_store(url: &str) -> Result<Arc<dyn LedgerStore>> {
         if !Path::new(path).is_file() {
             bail!("no ledger database at {path}: give --data-dir, --ledger-file or --database-url");
         }
+        // The ledger's own opener: WAL, and a row buffer sized for streaming audits.
+        let pool = lexecon_ledger::open_sqlite(Path::new(path), false).await?;
+        return Ok(Arc::new(SqliteLedgerStore::new(pool)));
     }
     Ok(match Database::connect(url, 4).await? {
         Database::Sqlite(pool) => Arc::new(SqliteLedgerStore::new(pool)),
