@@ -33,6 +33,22 @@ impl Glob {
         Glob::General(p.into())
     }
 
+    /// A byte every matching name starts with (lowercased), if the pattern fixes one.
+    pub(crate) fn first_byte(&self) -> Option<u8> {
+        match self {
+            Glob::Exact(lit) | Glob::Prefix(lit) => lit.first().copied(),
+            Glob::Suffix(_) | Glob::General(_) => None,
+        }
+    }
+
+    /// A byte every matching name ends with (lowercased), if the pattern fixes one.
+    pub(crate) fn last_byte(&self) -> Option<u8> {
+        match self {
+            Glob::Suffix(lit) => lit.last().copied(),
+            Glob::Exact(_) | Glob::Prefix(_) | Glob::General(_) => None,
+        }
+    }
+
     /// Whether the pattern matches all of `name`, ASCII case-insensitively.
     pub(crate) fn matches(&self, name: &[u8]) -> bool {
         match self {
@@ -51,7 +67,7 @@ impl Glob {
 }
 
 /// Whether `pattern` (lowercase) matches all of `name`.
-fn matches(pattern: &[u8], name: &[u8]) -> bool {
+pub(crate) fn matches(pattern: &[u8], name: &[u8]) -> bool {
     // The classic linear-time wildcard match: on a mismatch, resume just after the
     // last `*`, letting it swallow one more byte of `name`.
     let (mut p, mut n) = (0usize, 0usize);

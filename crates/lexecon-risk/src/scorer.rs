@@ -172,8 +172,80 @@ impl CompiledCondition {
     }
 }
 
-/// A tool rule's globs.
-type Patterns = Box<[Glob]>;
+/// The tool rules, with their patterns indexed by the first or last byte they fix,
+/// so a tool name is tested against the few patterns that could match it rather
+/// than all of them.
+#[derive(Debug)]
+struct ToolRules {
+    rules: Vec<Compiled>,
+    /// `(rule index, pattern)` by the lowercase first byte the pattern requires.
+    by_first: HashMap<u8, Vec<(usize, Glob)>>,
+    /// `(rule index, pattern)` by the lowercase last byte the pattern requires.
+    by_last: HashMap<u8, Vec<(usize, Glob)>>,
+    /// Patterns that fix neither, tested against every name.
+    other: Vec<(usize, Glob)>,
+}
+
+impl ToolRules {
+    fn new(config: &[crate::ToolRule]) -> Self {
+        let mut tools = ToolRules {
+            rules: Vec::with_capacity(config.len()),
+            by_first: HashMap::new(),
+            by_last: HashMap::new(),
+            other: Vec::new(),
+        };
+        for (i, rule) in config.iter().enumerate() {
+            tools.rules.push(Compiled::new(
+                rule.id.clone(),
+                &rule.description,
+                &rule.points,
+            ));
+            for pattern in &rule.patterns {
+                let glob = Glob::new(pattern);
+                match (glob.first_byte(), glob.last_byte()) {
+                    (Some(b), _) => tools.by_first.entry(b).or_default().push((i, glob)),
+                    (None, Some(b)) => tools.by_last.entry(b).or_default().push((i, glob)),
+                    (None, None) => tools.other.push((i, glob)),
+                }
+            }
+        }
+        tools
+    }
+
+    /// Adds every rule with a pattern matching `name`, once each, in rule order.
+    fn apply<'a>(&'a self, name: &str, tally: &mut Tally<'a>) {
+        let name = name.as_bytes();
+        let candidates = |bucket: Option<&'a Vec<(usize, Glob)>>| bucket.into_iter().flatten();
+        let first = name.first().map(u8::to_ascii_lowercase);
+        let last = name.last().map(u8::to_ascii_lowercase);
+        let hits = candidates(first.and_then(|b| self.by_first.get(&b)))
+            .chain(candidates(last.and_then(|b| self.by_last.get(&b))))
+            .chain(self.other.iter())
+            .filter(|(_, glob)| glob.matches(name))
+            .map(|&(i, _)| i);
+        if self.rules.len() <= 128 {
+            let mut matched = 0u128;
+            for i in hits {
+                matched |= 1 << i;
+            }
+            for (i, rule) in self.rules.iter().enumerate() {
+                if matched & (1 << i) != 0 {
+                    tally.add(rule);
+                }
+            }
+        } else {
+            let mut matched = vec![false; self.rules.len()];
+            for i in hits {
+                if let Some(m) = matched.get_mut(i) {
+                    *m = true;
+                }
+            }
+            for (rule, _) in self.rules.iter().zip(matched).filter(|(_, m)| *m) {
+                tally.add(rule);
+            }
+        }
+    }
+}
 
 /// A validated [`RiskConfig`] compiled into lookup tables; [`RiskScorer::assess`]
 /// scores requests against it. Cheap to share (`Arc`) and immutable.
@@ -188,7 +260,7 @@ pub struct RiskScorer {
     unknown_data_class: Compiled,
     missing_tool: Compiled,
     caller_risk_level: [Compiled; 5],
-    tools: Vec<(Patterns, Compiled)>,
+    tools: ToolRules,
     context: Vec<(Box<[CompiledCondition]>, Compiled)>,
     llm_cost: Vec<(u64, Compiled)>,
 }
@@ -210,29 +282,53 @@ fn lookup<'a>(table: &'a HashMap<Box<str>, Compiled>, name: &str) -> Option<&'a 
     table.get(std::str::from_utf8(lower).ok()?)
 }
 
-/// Room for the factors of one dimension in a typical request.
-const FACTORS_CAPACITY: usize = 8;
+/// How many matched rules are kept on the stack; more spill into a `Vec`.
+const INLINE_MATCHES: usize = 32;
 
-struct Tally {
-    sums: [u16; 6],
-    factors: [Vec<Factor>; 6],
+/// The rules that applied to a request, in the order applied. Collected first so
+/// each dimension's factor list is allocated once at its exact size.
+struct Tally<'a> {
+    inline: [Option<&'a Compiled>; INLINE_MATCHES],
+    len: usize,
+    overflow: Vec<&'a Compiled>,
 }
 
-impl Tally {
-    fn add(&mut self, rule: &Compiled) {
-        for ((sum, factors), &points) in self
-            .sums
-            .iter_mut()
-            .zip(self.factors.iter_mut())
-            .zip(rule.points.iter())
-        {
+impl<'a> Tally<'a> {
+    fn new() -> Self {
+        Tally {
+            inline: [None; INLINE_MATCHES],
+            len: 0,
+            overflow: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, rule: &'a Compiled) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(rule);
+                self.len += 1;
+            }
+            None => self.overflow.push(rule),
+        }
+    }
+
+    fn rules(&self) -> impl Iterator<Item = &'a Compiled> + '_ {
+        self.inline
+            .iter()
+            .take(self.len)
+            .flatten()
+            .copied()
+            .chain(self.overflow.iter().copied())
+    }
+
+    /// The factors of dimension `d` (an index into `Dimension::ALL`).
+    fn factors(&self, d: usize) -> Vec<Factor> {
+        let points = |rule: &Compiled| rule.points.get(d).copied().unwrap_or(0);
+        let count = self.rules().filter(|&r| points(r) > 0).count();
+        let mut factors = Vec::with_capacity(count);
+        for rule in self.rules() {
+            let points = points(rule);
             if points > 0 {
-                *sum += u16::from(points);
-                // One allocation per dimension in the common case, not a doubling
-                // series starting at 4.
-                if factors.capacity() == 0 {
-                    factors.reserve_exact(FACTORS_CAPACITY);
-                }
                 factors.push(Factor {
                     rule_id: rule.id.clone(),
                     points,
@@ -240,6 +336,7 @@ impl Tally {
                 });
             }
         }
+        factors
     }
 }
 
@@ -277,16 +374,7 @@ impl RiskScorer {
             ),
             missing_tool: Compiled::from_rule(MISSING_TOOL_ID.into(), &config.missing_tool),
             caller_risk_level,
-            tools: config
-                .tools
-                .iter()
-                .map(|r| {
-                    (
-                        r.patterns.iter().map(|p| Glob::new(p)).collect(),
-                        Compiled::new(r.id.clone(), &r.description, &r.points),
-                    )
-                })
-                .collect(),
+            tools: ToolRules::new(&config.tools),
             context: config
                 .context
                 .iter()
@@ -333,10 +421,7 @@ impl RiskScorer {
     /// Scores `req`; `llm_cost_micros` is the estimated cost of the LLM call it makes,
     /// if any, in micro-dollars. Pure: the same input always gives the same output.
     pub fn assess(&self, req: &ActionRequest, llm_cost_micros: Option<u64>) -> Assessment {
-        let mut tally = Tally {
-            sums: [0; 6],
-            factors: Default::default(),
-        };
+        let mut tally = Tally::new();
 
         tally.add(lookup(&self.verbs, req.action.verb()).unwrap_or(&self.unknown_verb));
 
@@ -365,12 +450,7 @@ impl RiskScorer {
         match &req.tool {
             None => tally.add(&self.missing_tool),
             Some(tool) => {
-                let name = tool.as_str().as_bytes();
-                for (patterns, rule) in &self.tools {
-                    if patterns.iter().any(|p| p.matches(name)) {
-                        tally.add(rule);
-                    }
-                }
+                self.tools.apply(tool.as_str(), &mut tally);
             }
         }
 
@@ -399,11 +479,15 @@ impl RiskScorer {
             }
         }
 
-        self.finish(tally)
+        self.finish(&tally)
     }
 
-    fn finish(&self, tally: Tally) -> Assessment {
-        let scores = tally.sums.map(|s| u8::try_from(s.min(100)).unwrap_or(100));
+    fn finish(&self, tally: &Tally<'_>) -> Assessment {
+        let factors: [Vec<Factor>; 6] = std::array::from_fn(|d| tally.factors(d));
+        let scores = factors.each_ref().map(|f| {
+            let sum: u32 = f.iter().map(|f| u32::from(f.points)).sum();
+            u8::try_from(sum.min(100)).unwrap_or(100)
+        });
         let weighted: f64 = scores
             .iter()
             .zip(self.weights.iter())
@@ -424,7 +508,7 @@ impl RiskScorer {
             weighted
         };
         // Arrays of six zipped by iterators: no indexing; the fallback cannot happen.
-        let mut parts = scores.into_iter().zip(self.weights).zip(tally.factors);
+        let mut parts = scores.into_iter().zip(self.weights).zip(factors);
         let [
             security,
             privacy,

@@ -770,3 +770,70 @@ fn serde_alone_and_layered_loading_agree() {
     );
     assert!(tools[2].points.is_empty());
 }
+
+#[test]
+fn many_matching_rules_are_all_counted() {
+    // More rules fire than the scorer keeps on the stack, and (at 130) more tool rules
+    // than its bit set holds: every one must still count, once, in rule order.
+    for n in [40u32, 130] {
+        let mut config = RiskConfig::default();
+        for i in 0..n {
+            config.tools.push(crate::ToolRule {
+                id: format!("tool.any{i}"),
+                description: String::new(),
+                patterns: vec!["*".to_owned(), "calc*".to_owned(), "*tor".to_owned()],
+                points: crate::config::points_of([0, 0, 0, 0, 0, 1]),
+            });
+        }
+        let scorer = RiskScorer::new(config).unwrap();
+        let (req, _) = request("read:x tool=calculator");
+        let a = scorer.assess(&req, None);
+        let financial = &a.dimensions.financial;
+        assert_eq!(u32::from(financial.score), n.min(100), "{n}");
+        assert_eq!(financial.factors.len(), n as usize, "{n}");
+        let last = financial.factors.last().unwrap();
+        let want = format!("tool.any{}", n - 1);
+        assert_eq!(&*last.rule_id, want.as_str());
+        assert_eq!(&*last.description, format!("rule {want}").as_str());
+    }
+}
+
+proptest! {
+    #[test]
+    fn indexed_tool_matching_agrees_with_trying_every_pattern(
+        name in prop_oneof![
+            "[a-zA-Z0-9_]{1,14}",
+            prop::sample::select(vec![
+                "bash", "SHELL", "my_shell", "db", "db_main", "analytics_db", "sql", "s3_bucket",
+                "email_sender", "stripe_api", "kubectl", "python3", "web_search", "x_iam",
+            ]).prop_map(str::to_owned),
+        ],
+    ) {
+        let config = RiskConfig::default();
+        let want: Vec<&str> = config
+            .tools
+            .iter()
+            .filter(|r| {
+                r.patterns
+                    .iter()
+                    .any(|p| crate::glob::matches(p.as_bytes(), name.as_bytes()))
+            })
+            .map(|r| r.id.as_str())
+            .collect();
+        let scorer = RiskScorer::new(config.clone()).unwrap();
+        let req = ActionRequest::new("a", "read:x").unwrap().with_tool(&name).unwrap();
+        let a = scorer.assess(&req, None);
+        let mut got: Vec<&str> = Vec::new();
+        for d in a.dimensions.iter() {
+            for f in &d.factors {
+                if f.rule_id.starts_with("tool.") && !got.contains(&&*f.rule_id) {
+                    got.push(&f.rule_id);
+                }
+            }
+        }
+        let mut want_sorted = want.clone();
+        want_sorted.sort_unstable();
+        got.sort_unstable();
+        prop_assert_eq!(got, want_sorted, "{}", name);
+    }
+}
