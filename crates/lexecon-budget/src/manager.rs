@@ -155,8 +155,8 @@ pub enum BudgetError {
     /// The store failed; the call must be refused.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// No such reservation (never made, or closed more than 24 hours ago).
-    #[error("unknown reservation {0}; use the id authorize returned, within 24 hours")]
+    /// No such reservation (never made, or closed more than an hour ago).
+    #[error("unknown reservation {0}; use the id authorize returned, within an hour of closing it")]
     UnknownReservation(ReservationId),
     /// The usage is malformed.
     #[error("invalid llm usage: {0}")]

@@ -263,6 +263,45 @@ async fn lifecycle(env: Env) {
     ));
 }
 
+/// Slow (65 s, with `RUN_SLOW_TESTS=1`): calls every 250 ms against an RPM of 10 with the
+/// real clock; no 60-second window ending at an admission holds more than 10, and the
+/// window slides (calls are admitted again after a minute).
+async fn rpm_slides_in_real_time(env: Env) {
+    if std::env::var("RUN_SLOW_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipping the 65 s sliding-window test: set RUN_SLOW_TESTS=1");
+        return;
+    }
+    let m = manager(
+        &env.store,
+        "rpm_limit = 10\nreservation_ttl_secs = 600",
+        Arc::new(SystemClock),
+    );
+    let mut admitted: Vec<i64> = Vec::new();
+    let deadline = SystemClock.now().add_secs(65);
+    while SystemClock.now() < deadline {
+        let (ok, denied) = burst(&m, 3, call("slider", 1, 0)).await;
+        assert!(denied.iter().all(|r| *r == DenialReason::Rpm));
+        // The instant each call was admitted at is its expiry minus the TTL.
+        admitted.extend(ok.iter().map(|a| a.expires_at.add_secs(-600).unix_micros()));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for end in &admitted {
+        let in_window = admitted
+            .iter()
+            .filter(|t| **t > end - 60_000_000 && **t <= *end)
+            .count();
+        assert!(
+            in_window <= 10,
+            "{in_window} calls in the minute ending at {end}"
+        );
+    }
+    assert!(
+        admitted.len() >= 20,
+        "the window slid: {} admitted",
+        admitted.len()
+    );
+}
+
 macro_rules! suite {
     ($store:ident) => {
         mod $store {
@@ -297,6 +336,18 @@ suite!(memory);
 suite!(sqlite);
 suite!(postgres);
 suite!(redis);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rpm_slides_in_real_time() {
+    let Some(env) = postgres().await else { return };
+    rpm_slides_in_real_time(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_rpm_slides_in_real_time() {
+    let Some(env) = redis().await else { return };
+    rpm_slides_in_real_time(env).await;
+}
 
 /// The workload each of two processes runs against the shared store: 100 calls against a
 /// budget of 37 and 100 against an RPM of 23, all at once.

@@ -27,8 +27,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub const WINDOW_MICROS: i64 = 60_000_000;
 
 /// How long a closed reservation is kept so that a repeated settle returns the first
-/// result (24 hours).
-pub const CLOSED_RETENTION_MICROS: i64 = 24 * 3_600 * 1_000_000;
+/// result (one hour: long enough for any retry, short enough to bound the store).
+pub const CLOSED_RETENTION_MICROS: i64 = 3_600 * 1_000_000;
 
 /// A store that failed: the caller must treat the call as refused, never as admitted.
 #[derive(Debug, thiserror::Error)]
