@@ -57,8 +57,12 @@ pub struct Problem {
 pub struct VerifyReport {
     /// `true` when nothing is wrong.
     pub valid: bool,
-    /// Entries read.
+    /// One past the last entry index read (the entry count for a whole log).
     pub entries: u64,
+    /// `true` for a bundle that starts after entry 0: its leaves, payloads and chain
+    /// were checked, but roots and checkpoints cannot be recomputed without the entries
+    /// before it (a trusted checkpoint is then ignored).
+    pub partial: bool,
     /// Entries whose payload was erased (their leaves still verify).
     pub redacted: u64,
     /// Checkpoints whose signature and root were checked.
@@ -179,7 +183,7 @@ impl Audit {
             prev: (first_index == 0).then_some([0u8; 32]),
             checkpoints,
             next_checkpoint: 0,
-            trusted,
+            trusted: trusted.filter(|_| first_index == 0),
             redacted: 0,
             checked: 0,
         }
@@ -496,6 +500,7 @@ pub async fn verify(
     let mut report = VerifyReport {
         valid: false,
         entries: 0,
+        partial: false,
         redacted: 0,
         checkpoints: 0,
         root: String::new(),
@@ -568,9 +573,14 @@ impl Audit {
         VerifyReport {
             valid,
             entries: self.expected,
+            partial: !self.tree,
             redacted: self.redacted,
             checkpoints: self.checked,
-            root: hex::encode(self.frontier.root()),
+            root: if self.tree {
+                hex::encode(self.frontier.root())
+            } else {
+                String::new()
+            },
             trusted_checkpoint_size: if valid {
                 self.trusted.as_ref().map(|t| t.size)
             } else {

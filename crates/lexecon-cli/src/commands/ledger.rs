@@ -314,6 +314,11 @@ fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
                 "valid: {} entries, {} checkpoints checked, {} redacted, root {}",
                 report.entries, report.checkpoints, report.redacted, report.root
             );
+            if report.partial {
+                println!(
+                    "partial bundle: leaves, payloads and the chain were checked; roots and checkpoints need the entries from index 0"
+                );
+            }
             if let Some(size) = report.trusted_checkpoint_size {
                 println!("the trusted checkpoint at size {size} matches");
             }
