@@ -842,3 +842,55 @@ mod windows {
         }
     }
 }
+
+#[test]
+fn the_examples_in_docs_parse_and_mean_what_the_docs_say() {
+    let doc = include_str!("../../../docs/budget.md");
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let configs: Vec<BudgetConfig> = blocks
+        .iter()
+        .map(|b| BudgetConfig::from_toml(b).unwrap())
+        .collect();
+    let (m, _) = manager(blocks[0]);
+    let check = |model: &str, user: &str, roles: &[&str], expect: Expect| {
+        let r = block_on(m.authorize(&usage(model, Some(user), roles, 10, 10)));
+        expect.assert_eq(&outcome(&r));
+    };
+    check("gpt-4o", "alice", &[], expect!["allowed"]);
+    check(
+        "claude-opus-4",
+        "alice",
+        &["contractors"],
+        expect!["model_denied role:contractors budget.role:contractors.model_denylist"],
+    );
+    check(
+        "gpt-4o",
+        "bob",
+        &["interns"],
+        expect!["model_not_allowed role:interns budget.role:interns.model_allowlist"],
+    );
+    check(
+        "o1-mini",
+        "alice",
+        &[],
+        expect!["model_restricted global budget.restricted_models"],
+    );
+    assert_eq!(
+        configs[0].users["ci-bot"].monthly_budget,
+        Some(Dollars(200_000_000))
+    );
+    assert_eq!(configs[1].effective_pricing().len(), 1);
+    assert!(!configs[2].enforce_budget);
+    // The catalog table lists every built-in entry.
+    for name in builtin_prices().keys() {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "{name} is not in docs/budget.md"
+        );
+    }
+}
