@@ -305,6 +305,7 @@ fn ledger_verify_export_prove_and_proof_commands() {
         &pem,
         "--trusted-checkpoint",
         &trusted,
+        "--check-proof-index",
         "--json",
     ]);
     assert_eq!(

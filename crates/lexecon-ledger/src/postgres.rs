@@ -205,6 +205,39 @@ impl LedgerStore for PgLedgerStore {
         })
     }
 
+    fn node_page(
+        &self,
+        after: Option<NodeId>,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<(NodeId, Hash)>, LedgerError>> {
+        Box::pin(async move {
+            let (level, idx) = match after {
+                Some(id) => (i32::from(id.level), to_i64(id.index)?),
+                None => (0, -1),
+            };
+            let rows = sqlx::query(
+                "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) > ($1, $2) \
+                 ORDER BY level, idx LIMIT $3",
+            )
+            .bind(level)
+            .bind(idx)
+            .bind(to_i64(limit)?)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|row| {
+                    let level: i32 = row.try_get(0)?;
+                    let id = NodeId {
+                        level: u8::try_from(level)
+                            .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
+                        index: to_u64(row.try_get(1)?)?,
+                    };
+                    Ok((id, to_hash(row.try_get::<&[u8], _>(2)?)?))
+                })
+                .collect()
+        })
+    }
+
     fn put_checkpoint<'a>(
         &'a self,
         checkpoint: &'a SignedCheckpoint,

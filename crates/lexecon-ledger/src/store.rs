@@ -154,6 +154,14 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
         value: &'a str,
     ) -> BoxFuture<'a, Result<(), LedgerError>>;
 
+    /// Up to `limit` stored subtree hashes of level >= 1 after `after`, ordered by
+    /// (level, index): the proof index, for verification.
+    fn node_page(
+        &self,
+        after: Option<NodeId>,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<(NodeId, Hash)>, LedgerError>>;
+
     /// Housekeeping off the commit path (SQLite: a passive WAL checkpoint).
     fn maintain(&self) -> BoxFuture<'_, Result<(), LedgerError>> {
         Box::pin(async { Ok(()) })

@@ -31,6 +31,9 @@ pub struct VerifyOptions {
     pub page_size: u64,
     /// Progress callback.
     pub progress: Option<Progress>,
+    /// Also check the stored proof index (every subtree hash proofs are built from)
+    /// against the tree the entries give; reads about one more row per entry.
+    pub check_proof_index: bool,
 }
 
 impl std::fmt::Debug for VerifyOptions {
@@ -124,6 +127,36 @@ pub struct Audit {
     trusted: Option<Checkpoint>,
     redacted: u64,
     checked: u64,
+    /// Set-hash of the subtree hashes (level >= 1) the entries give, when checked.
+    nodes: Option<NodeSum>,
+}
+
+/// An order-independent digest of a set of subtree hashes: their count and the sum,
+/// modulo 2^256, of `SHA-256(level || index || hash)` (an additive set hash).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NodeSum {
+    count: u64,
+    sum: [u64; 4],
+}
+
+impl NodeSum {
+    pub(crate) fn add(&mut self, id: crate::merkle::NodeId, hash: &Hash) {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update([id.level]);
+        h.update(id.index.to_be_bytes());
+        h.update(hash);
+        let d: Hash = h.finalize().into();
+        let mut carry = 0u64;
+        for (limb, chunk) in self.sum.iter_mut().zip(d.chunks_exact(8)) {
+            let v = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let (s1, c1) = limb.overflowing_add(v);
+            let (s2, c2) = s1.overflowing_add(carry);
+            *limb = s2;
+            carry = u64::from(c1) + u64::from(c2);
+        }
+        self.count += 1;
+    }
 }
 
 fn problem(index: Option<u64>, what: impl Into<String>) -> Problem {
@@ -186,6 +219,7 @@ impl Audit {
             trusted: trusted.filter(|_| first_index == 0),
             redacted: 0,
             checked: 0,
+            nodes: None,
         }
     }
 
@@ -324,7 +358,14 @@ impl Audit {
         self.prev = Some(h);
         self.expected = i + 1;
         if self.tree {
-            self.frontier.push(h, |_, _| {});
+            match &mut self.nodes {
+                Some(sum) => self.frontier.push(h, |id, hash| {
+                    if id.level > 0 {
+                        sum.add(id, hash);
+                    }
+                }),
+                None => self.frontier.push(h, |_, _| {}),
+            }
             self.check_roots_at(self.frontier.size())?;
         }
         Ok(())
@@ -479,6 +520,35 @@ async fn read_and_hash(
     }
 }
 
+/// Compares the stored proof index with the subtree hashes the entries gave.
+async fn check_nodes(
+    store: &dyn LedgerStore,
+    page: u64,
+    want: NodeSum,
+) -> Result<Result<(), Problem>, LedgerError> {
+    let mut got = NodeSum::default();
+    let mut after = None;
+    loop {
+        let rows = store.node_page(after, page).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.0);
+        for (id, hash) in &rows {
+            got.add(*id, hash);
+        }
+    }
+    Ok(if got == want {
+        Ok(())
+    } else {
+        Err(problem(
+            None,
+            format!(
+                "the stored proof index (ledger_nodes: {} subtree hashes, {} expected) does not match the entries: proofs served from it would not verify",
+                got.count, want.count
+            ),
+        ))
+    })
+}
+
 /// Verifies a whole stored log.
 pub async fn verify(
     store: Arc<dyn LedgerStore>,
@@ -516,6 +586,9 @@ pub async fn verify(
             return Ok(report);
         }
     };
+    if options.check_proof_index {
+        audit.nodes = Some(NodeSum::default());
+    }
     let page = if options.page_size == 0 {
         20_000
     } else {
@@ -552,6 +625,10 @@ pub async fn verify(
         }
     };
     reader.abort();
+    let result = match (result, audit.nodes) {
+        (Ok(()), Some(want)) => check_nodes(store.as_ref(), page, want).await?,
+        (other, _) => other,
+    };
     report.entries = audit.entries();
     report.redacted = audit.redacted;
     report.checkpoints = audit.checked;

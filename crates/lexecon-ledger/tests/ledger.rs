@@ -234,7 +234,11 @@ async fn appends_prove_resume_redact_and_export_on_every_store() {
         assert_eq!(e.tombstone.as_ref().unwrap().by, "dpo@example.com");
         assert_eq!(ledger.inclusion_proof(5, Some(102)).await.unwrap(), before);
         assert!(ledger.redact(500, "x", "y").await.is_err());
-        let report = check_verify(&db, &VerifyOptions::default()).await;
+        let full = VerifyOptions {
+            check_proof_index: true,
+            ..Default::default()
+        };
+        let report = check_verify(&db, &full).await;
         assert!(report.valid, "{name}: {report:?}");
         assert_eq!((report.entries, report.redacted), (102, 1), "{name}");
         assert!(report.checkpoints >= 3, "{name}: {report:?}");
@@ -323,7 +327,7 @@ fn bad_at(report: &VerifyReport, index: u64, what: &str) {
 async fn tampering_is_detected_on_every_store() {
     let plain = VerifyOptions::default();
     for make in 0..2 {
-        for attack in 0..5 {
+        for attack in 0..6 {
             let db = if make == 0 {
                 sqlite_db().await
             } else {
@@ -383,6 +387,25 @@ async fn tampering_is_detected_on_every_store() {
                         &check_verify(&db, &with_trusted).await,
                         25,
                         "removed from the tail",
+                    );
+                }
+                5 => {
+                    // A changed subtree hash in the proof index: entries still verify,
+                    // the index check finds it.
+                    let h = db.blob(&[7u8; 32]);
+                    db.exec(&format!(
+                        "UPDATE ledger_nodes SET hash = {h} WHERE level = 2 AND idx = 3"
+                    ))
+                    .await;
+                    assert!(check_verify(&db, &plain).await.valid, "{name}");
+                    let index = VerifyOptions {
+                        check_proof_index: true,
+                        ..Default::default()
+                    };
+                    let r = check_verify(&db, &index).await;
+                    assert!(
+                        !r.valid && r.problem.unwrap().what.contains("proof index"),
+                        "{name}"
                     );
                 }
                 _ => {

@@ -59,6 +59,10 @@ pub(crate) struct VerifyLedgerArgs {
     /// The node's Ed25519 public key (PEM); repeat for keys from before a rotation.
     #[arg(long, value_name = "FILE")]
     public_key: Vec<PathBuf>,
+    /// Also check the stored proof index (the subtree hashes proofs are built from);
+    /// not for bundles.
+    #[arg(long, conflicts_with = "bundle")]
+    check_proof_index: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -265,6 +269,7 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
             trusted_checkpoint: trusted,
             page_size: 0,
             progress,
+            check_proof_index: false,
         };
         lexecon_ledger::verify_bundle(dir, &options)?
     } else {
@@ -288,6 +293,7 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
                 trusted_checkpoint: trusted,
                 page_size: 0,
                 progress,
+                check_proof_index: args.check_proof_index,
             };
             anyhow::Ok(lexecon_ledger::verify(store, &options).await?)
         })?
