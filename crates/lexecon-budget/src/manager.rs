@@ -805,6 +805,7 @@ impl BudgetManager {
         loop {
             let ids = self.store.expired(now, 500).await?;
             let batch = ids.len();
+            let mut released = 0;
             for id in ids {
                 if let Some(rec) = self.store.reservation(id).await?
                     && self
@@ -812,10 +813,13 @@ impl BudgetManager {
                         .release(&rec, ReleaseReason::Expired, now)
                         .await?
                 {
-                    expired += 1;
+                    released += 1;
                 }
             }
-            if batch < 500 {
+            expired += released;
+            // A full batch that released nothing would come back unchanged: stop, and let
+            // the next sweep retry rather than loop.
+            if batch < 500 || released == 0 {
                 break;
             }
         }

@@ -456,3 +456,28 @@ fn two_processes_share_one_postgres() {
         assert_eq!(counts[0].1 + counts[1].1, 23, "{counts:?}");
     }
 }
+
+/// An unreachable or unmigrated store refuses with a store error, never an admission.
+#[tokio::test]
+async fn a_failing_store_is_an_error_never_an_admission() {
+    let unreachable: Arc<dyn BudgetStore> = Arc::new(redis_store("redis://127.0.0.1:1/", "x:"));
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("empty.db"))
+        .create_if_missing(true);
+    let pool = sqlx::sqlite::SqlitePool::connect_with(options)
+        .await
+        .unwrap();
+    let unmigrated: Arc<dyn BudgetStore> = Arc::new(SqlBudgetStore::sqlite(pool));
+    for store in [unreachable, unmigrated] {
+        let m = manager(&store, "", Arc::new(SystemClock));
+        let r = m.authorize(&call("u", 1, 1)).await;
+        assert!(matches!(r, Err(BudgetError::Store(_))), "{r:?}");
+        let id = lexecon_core::ReservationId::new(SystemClock.now(), 1);
+        assert!(matches!(
+            m.settle(id, 1, 1).await,
+            Err(BudgetError::Store(_))
+        ));
+        assert!(m.sweep().await.is_err());
+    }
+}

@@ -146,7 +146,10 @@ return {1, charged, released}
 
 const RELEASE: &str = r"
 local st = redis.call('HMGET', KEYS[1], 'state', 'cost')
-if st[1] ~= 'open' then return 0 end
+if st[1] ~= 'open' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
 local cost = tonumber(st[2])
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
