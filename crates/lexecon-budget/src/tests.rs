@@ -1042,3 +1042,34 @@ mod accounting {
         }
     }
 }
+
+#[test]
+fn environment_variables_configure_the_budget_like_the_engine_reads_them() {
+    // The engine layers defaults < lexecon.toml < LEXECON_<SECTION>__<KEY> with figment.
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+    struct Root {
+        #[serde(default)]
+        budget: BudgetConfig,
+    }
+    use figment::providers::{Env, Format, Serialized, Toml};
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "lexecon.toml",
+            "[budget]\nmonthly_budget = 5\nrpm_limit = 10\n",
+        )?;
+        jail.set_env("LEXECON_BUDGET__MONTHLY_BUDGET", "12.5");
+        jail.set_env("LEXECON_BUDGET__SOFT_LIMIT_PCT", "0.8");
+        jail.set_env("LEXECON_BUDGET__RESTRICTED_MODELS", "[gpt-4-32k, o1-*]");
+        let root: Root = figment::Figment::from(Serialized::defaults(Root::default()))
+            .merge(Toml::file("lexecon.toml"))
+            .merge(Env::prefixed("LEXECON_").split("__"))
+            .extract()?;
+        let b = root.budget;
+        assert_eq!(b.monthly_budget, Some(Dollars(12_500_000)));
+        assert_eq!(b.soft_limit_pct, Some(Fraction(800_000)));
+        assert_eq!(b.rpm_limit, Some(10));
+        assert_eq!(b.restricted_models, ["gpt-4-32k", "o1-*"]);
+        b.validate().unwrap();
+        Ok(())
+    });
+}
