@@ -185,6 +185,11 @@ mod tests {
                 reason: "rpm".into(),
             })
             .inc();
+        m.auth_failures
+            .get_or_create(&ReasonLabel {
+                reason: "bad_token".into(),
+            })
+            .inc();
         let text = m.encode();
         for name in [
             "lexecon_decisions_total{outcome=\"approved\"} 1",
@@ -192,7 +197,7 @@ mod tests {
             "lexecon_ledger_batch_size",
             "lexecon_ledger_commit_latency_seconds",
             "lexecon_budget_denials_total{reason=\"rpm\"} 1",
-            "lexecon_auth_failures",
+            "lexecon_auth_failures_total{reason=\"bad_token\"} 1",
             "lexecon_build_info",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
