@@ -1044,7 +1044,10 @@ mod accounting {
 }
 
 #[test]
-#[expect(clippy::result_large_err, reason = "figment's Jail fixes the closure's error type")]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment's Jail fixes the closure's error type"
+)]
 fn environment_variables_configure_the_budget_like_the_engine_reads_them() {
     // The engine layers defaults < lexecon.toml < LEXECON_<SECTION>__<KEY> with figment.
     #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

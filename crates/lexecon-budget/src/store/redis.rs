@@ -115,6 +115,8 @@ redis.call('HSET', KEYS[1], 'period', ARGV[6], 'scopes', ARGV[10], 'created', AR
   'expires', ARGV[3], 'cost', ARGV[4], 'tokens', ARGV[5], 'pin', ARGV[7], 'pout', ARGV[8],
   'state', 'open')
 redis.call('ZADD', KEYS[2], ARGV[3], id)
+-- Even if no sweeper ever runs, the record goes an hour after it would have expired.
+redis.call('PEXPIRE', KEYS[1], math.floor((tonumber(ARGV[3]) - now) / 1000) + 3600000)
 return out
 ";
 
