@@ -458,13 +458,16 @@ fn hash_page(entries: &[crate::entry::Entry]) -> Vec<EntryHashes> {
         .collect()
 }
 
+/// Pages read at once (each on its own connection; `open_sqlite` pools 4).
+const READERS: usize = 3;
+
 async fn read_and_hash(
     store: Arc<dyn LedgerStore>,
     page: u64,
     total: u64,
     tx: tokio::sync::mpsc::Sender<Result<Hashed, LedgerError>>,
 ) {
-    // Pages are index ranges [k*page, (k+1)*page) read two at a time on separate
+    // Pages are index ranges [k*page, (k+1)*page) read [`READERS`] at a time on separate
     // connections; rows past a page's range (after a gap) belong to the next page and
     // are dropped here, so a gap shows up as a missing index in the audit.
     let fetch = |from: u64| {
@@ -480,7 +483,7 @@ async fn read_and_hash(
     let end = total.saturating_add(page);
     let mut inflight = std::collections::VecDeque::new();
     let mut from = 0u64;
-    while inflight.len() < 2 && from < end {
+    while inflight.len() < READERS && from < end {
         inflight.push_back(fetch(from));
         from = from.saturating_add(page);
     }
