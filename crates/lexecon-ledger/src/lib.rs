@@ -5,6 +5,10 @@
 //! proofs and their verifiers, full verification, the export bundle, redaction, and the
 //! `LedgerStore` trait with SQLite and PostgreSQL implementations.
 //!
+//! Invariants owned here (`docs/architecture.md`): "acknowledged means durable" is the
+//! SIGKILL crash test and "the ledger proves itself" the tamper tests, both in
+//! `tests/ledger.rs`, run against SQLite files and PostgreSQL.
+//!
 //! The byte-level format (leaf encoding, hashing, checkpoints, bundle) is specified in
 //! `docs/ledger-format.md`; an auditor can write an independent verifier from it.
 //!
