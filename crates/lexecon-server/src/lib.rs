@@ -245,11 +245,14 @@ pub async fn serve(
     };
     // Our own listener bypasses the builder's tcp_nodelay, so set it on each connection:
     // without it Nagle and delayed ACKs add ~40 ms to every unary call.
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), |conn| {
-        conn.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+        |conn| {
+            conn.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        },
+    );
     let grace = Duration::from_secs(engine.config().server.shutdown_grace_secs);
     let served = router.serve_with_incoming_shutdown(incoming, draining);
     let result = served.await;

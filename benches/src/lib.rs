@@ -1,0 +1,1 @@
+//! Cross-crate benchmarks live in `benches/` of this package; see `docs/performance.md`.
