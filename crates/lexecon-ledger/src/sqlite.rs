@@ -119,20 +119,21 @@ async fn read_nodes(
             if !leaves.is_empty() {
                 q.push(" UNION ALL ");
             }
-            q.push("SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES ");
+            // Point lookups on the primary key, OR-ed: SQLite plans each as an index
+            // seek, cheaper than materializing a VALUES table.
+            q.push("SELECT level, idx, hash FROM ledger_nodes WHERE ");
             let mut first = true;
             for id in inner {
                 if !first {
-                    q.push(", ");
+                    q.push(" OR ");
                 }
                 first = false;
-                q.push("(");
+                q.push("(level = ");
                 q.push_bind(i32::from(id.level));
-                q.push(", ");
+                q.push(" AND idx = ");
                 q.push_bind(to_i64(id.index)?);
                 q.push(")");
             }
-            q.push(")");
         }
         if chunk.is_empty() {
             continue;
