@@ -99,7 +99,9 @@ async fn read_nodes(
     let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(ids.len());
     // One statement per chunk (leaf hashes and interior nodes together): each sqlx
     // statement costs a hand-off to its worker thread.
-    for chunk in ids.chunks(MAX_PARAMS / 2) {
+    // At most 256 ids per statement: the OR chain must stay below SQLite's expression
+    // depth limit (1,000).
+    for chunk in ids.chunks(256) {
         let leaves: Vec<i64> = chunk
             .iter()
             .filter(|id| id.level == 0)

@@ -185,6 +185,17 @@ async fn appends_prove_resume_redact_and_export_on_every_store() {
             "{name}"
         );
         assert!(ledger.inclusion_proof(101, Some(101)).await.is_err());
+        // Many nodes at once (more than one statement's worth) come back in order.
+        let mut ids = Vec::new();
+        for level in 0..7u8 {
+            for index in 0..(101u64 >> level) {
+                ids.push(lexecon_ledger::merkle::NodeId { level, index });
+            }
+        }
+        let ids: Vec<_> = ids.iter().cycle().take(ids.len() * 4).copied().collect();
+        let hashes = db.store().nodes(&ids).await.unwrap();
+        assert_eq!(hashes.len(), ids.len(), "{name}");
+        assert_eq!(hashes[ids.len() - 1], hashes[ids.len() / 4 - 1], "{name}");
         assert!(ledger.root_at(102).await.is_err());
         let latest = ledger.latest_checkpoint().await.unwrap().unwrap();
         assert_eq!(latest.checkpoint.size, 101);
