@@ -49,6 +49,22 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Keys(crate::commands::token::KeysCommand),
     /// Verify the whole ledger offline; exit 0 valid, 1 tampered.
+    ///
+    /// Recomputes every leaf, chain link and payload hash, the Merkle tree, and every
+    /// signed checkpoint's root and signature, and prints the first bad entry and what is
+    /// wrong. Exit codes: 0 valid, 1 tampered, 2 error.
+    ///
+    /// Trust: signatures are checked with --public-key when given, otherwise with the
+    /// keys the ledger recorded in its database (or the bundle's verifier.vkey), which
+    /// proves integrity but not authenticity. Pass --trusted-checkpoint (a checkpoint you
+    /// saved earlier) to catch a truncated or rewritten tail.
+    ///
+    /// Examples:
+    ///   lexecon verify-ledger
+    ///   lexecon verify-ledger --ledger-file ./.lexecon/lexecon.db --public-key
+    ///     ./.lexecon/keys/node.ed25519.pub --trusted-checkpoint saved.checkpoint
+    ///   lexecon verify-ledger --bundle ./audit-2026-11 --json
+    #[command(verbatim_doc_comment)]
     VerifyLedger(crate::commands::ledger::VerifyLedgerArgs),
     /// The ledger: export a bundle, print an inclusion proof.
     #[command(subcommand)]

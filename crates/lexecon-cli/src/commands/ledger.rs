@@ -28,21 +28,8 @@ pub(crate) struct SourceArgs {
     pub(crate) database_url: Option<String>,
 }
 
-/// `lexecon verify-ledger`.
+/// `lexecon verify-ledger` (its help text is on the `Command::VerifyLedger` variant).
 #[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Verify the whole ledger offline: every leaf, chain link and payload \
-hash, the Merkle tree, and every signed checkpoint's root and signature. Prints the first \
-bad entry and what is wrong.\n\n\
-Exit codes: 0 valid, 1 tampered, 2 error.\n\n\
-Trust: signatures are checked with --public-key when given, otherwise with the keys the \
-ledger recorded in its database (or the bundle's verifier.vkey), which proves integrity \
-but not authenticity. Pass --trusted-checkpoint (a checkpoint you saved earlier) to catch \
-a truncated or rewritten tail.\n\n\
-Examples:\n  lexecon verify-ledger\n  lexecon verify-ledger --ledger-file ./.lexecon/lexecon.db \
---public-key ./.lexecon/keys/node.ed25519.pub --trusted-checkpoint saved.checkpoint\n  \
-lexecon verify-ledger --bundle ./audit-2026-11 --json"
-)]
 pub(crate) struct VerifyLedgerArgs {
     /// A SQLite ledger file.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["database_url", "bundle"])]
