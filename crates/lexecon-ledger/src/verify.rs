@@ -468,27 +468,23 @@ async fn read_and_hash(
     tx: tokio::sync::mpsc::Sender<Result<Hashed, LedgerError>>,
 ) {
     // Pages are index ranges [k*page, (k+1)*page) read [`READERS`] at a time on separate
-    // connections; rows past a page's range (after a gap) belong to the next page and
-    // are dropped here, so a gap shows up as a missing index in the audit.
+    // connections. A page holding a row past its range has a gap: the audit stops there
+    // (the gap is a missing entry), so reading ends with that page, however far away
+    // the next stored index is.
     let fetch = |from: u64| {
         let store = store.clone();
-        tokio::spawn(async move {
-            let mut rows = store.entries(from, page).await?;
-            rows.retain(|e| e.index < from.saturating_add(page));
-            Ok::<_, LedgerError>(rows)
-        })
+        tokio::spawn(async move { store.entries(from, page).await })
     };
-    // Read past the head by one page so entries appended during verification, or
-    // stored beyond a gap, are still seen.
+    // Read past the head by one page so entries appended during verification are seen.
     let end = total.saturating_add(page);
     let mut inflight = std::collections::VecDeque::new();
     let mut from = 0u64;
     while inflight.len() < READERS && from < end {
-        inflight.push_back(fetch(from));
+        inflight.push_back((from, fetch(from)));
         from = from.saturating_add(page);
     }
-    while let Some(handle) = inflight.pop_front() {
-        let entries = match handle.await {
+    while let Some((start, handle)) = inflight.pop_front() {
+        let mut entries = match handle.await {
             Ok(Ok(entries)) => entries,
             Ok(Err(e)) => {
                 let _ = tx.send(Err(e)).await;
@@ -503,8 +499,16 @@ async fn read_and_hash(
                 return;
             }
         };
+        let limit = start.saturating_add(page);
+        if let Some(beyond) = entries.iter().position(|e| e.index >= limit) {
+            entries.truncate(beyond + 1);
+            for (_, h) in inflight.drain(..) {
+                h.abort();
+            }
+            from = end;
+        }
         if from < end {
-            inflight.push_back(fetch(from));
+            inflight.push_back((from, fetch(from)));
             from = from.saturating_add(page);
         }
         let hashed = tokio::task::spawn_blocking(move || {
@@ -515,7 +519,7 @@ async fn read_and_hash(
         let item =
             hashed.map_err(|e| LedgerError::Corrupt(format!("verification hasher failed: {e}")));
         if tx.send(item).await.is_err() {
-            for h in inflight {
+            for (_, h) in inflight {
                 h.abort();
             }
             return;
@@ -568,8 +572,10 @@ pub async fn verify(
             "the keys given by the auditor".to_owned(),
         )
     };
-    let total = store.head().await?.size;
+    // Checkpoints first: every one read is then covered by the head read after it,
+    // even while a writer keeps appending.
     let notes = store.checkpoints(0, u64::MAX).await?;
+    let total = store.head().await?.size;
     let mut report = VerifyReport {
         valid: false,
         entries: 0,

@@ -371,6 +371,21 @@ async fn tampering_is_detected_on_every_store() {
                     db.exec("DELETE FROM ledger_leaves WHERE idx = 7").await;
                     db.exec("DELETE FROM ledger_payloads WHERE idx = 7").await;
                     bad_at(&check_verify(&db, &plain).await, 7, "missing");
+                    // A row far beyond the head is a gap found at once, not after
+                    // reading billions of empty pages.
+                    db.exec(&format!(
+                        "INSERT INTO ledger_leaves (idx, leaf, leaf_hash) VALUES (4000000000000, {}, {})",
+                        db.blob(&[1u8; 82]),
+                        db.blob(&[2u8; 32])
+                    ))
+                    .await;
+                    let small = VerifyOptions {
+                        page_size: 10,
+                        ..Default::default()
+                    };
+                    bad_at(&check_verify(&db, &small).await, 7, "missing");
+                    db.exec("DELETE FROM ledger_leaves WHERE idx < 20").await;
+                    bad_at(&check_verify(&db, &small).await, 0, "missing");
                 }
                 2 => {
                     for t in ["ledger_leaves", "ledger_payloads"] {
