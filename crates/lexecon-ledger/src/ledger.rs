@@ -120,9 +120,33 @@ enum Cmd {
     Shutdown(Reply<Option<SignedCheckpoint>>),
 }
 
+/// Called after every durable batch commit with the batch's entry count and how long
+/// the commit took (for metrics).
+pub type CommitObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
+
+/// The observer slot shared by the handles and the writer.
+#[derive(Clone, Default)]
+struct ObserverSlot(Arc<std::sync::RwLock<Option<CommitObserver>>>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObserverSlot")
+    }
+}
+
+impl ObserverSlot {
+    fn notify(&self, entries: usize, took: Duration) {
+        let observer = self.0.read().ok().and_then(|g| g.clone());
+        if let Some(observer) = observer {
+            observer(entries, took);
+        }
+    }
+}
+
 /// A handle on the ledger; clone it freely, every clone feeds the same writer.
 #[derive(Debug, Clone)]
 pub struct Ledger {
+    observer: ObserverSlot,
     tx: mpsc::Sender<Cmd>,
     store: Arc<dyn LedgerStore>,
     verifier: NoteVerifier,
@@ -170,7 +194,9 @@ impl Ledger {
         }
         let last_checkpoint = store.latest_checkpoint().await?.map_or(0, |c| c.size);
         let (tx, rx) = mpsc::channel(65_536);
+        let observer = ObserverSlot::default();
         let writer = Writer {
+            observer: observer.clone(),
             rx,
             store: store.clone(),
             signer,
@@ -181,12 +207,21 @@ impl Ledger {
         };
         let handle = tokio::spawn(writer.run());
         Ok(Ledger {
+            observer,
             tx,
             store,
             verifier,
             clock,
             writer: Arc::new(Mutex::new(Some(handle))),
         })
+    }
+
+    /// Registers `observer`, called after every durable batch commit with the number
+    /// of entries and the commit's duration (replacing any earlier observer).
+    pub fn on_commit(&self, observer: impl Fn(usize, Duration) + Send + Sync + 'static) {
+        if let Ok(mut slot) = self.observer.0.write() {
+            *slot = Some(Arc::new(observer));
+        }
     }
 
     /// Appends an entry; resolves once its batch is durably committed.
@@ -441,6 +476,7 @@ pub async fn consistency_proof(
 }
 
 struct Writer {
+    observer: ObserverSlot,
     rx: mpsc::Receiver<Cmd>,
     store: Arc<dyn LedgerStore>,
     signer: CheckpointSigner,
@@ -533,8 +569,10 @@ impl Writer {
             timestamp,
             checkpoint: &hook,
         };
+        let started = std::time::Instant::now();
         match self.store.append_batch(&mut self.state, plan).await {
             Ok(done) => {
+                self.observer.notify(entries.len(), started.elapsed());
                 if let Some(cp) = &done.checkpoint {
                     self.last_checkpoint = cp.checkpoint.size;
                 }

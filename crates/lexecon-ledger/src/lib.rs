@@ -40,8 +40,8 @@ pub use entry::{
 pub use error::LedgerError;
 pub use export::{BundleEntry, ExportSummary, export, verify_bundle};
 pub use ledger::{
-    ConsistencyProof, InclusionProof, Ledger, LedgerConfig, Receipt, VKEYS_META, consistency_proof,
-    inclusion_proof, root_at,
+    CommitObserver, ConsistencyProof, InclusionProof, Ledger, LedgerConfig, Receipt, VKEYS_META,
+    consistency_proof, inclusion_proof, root_at,
 };
 pub use merkle::{Hash, ProofError, verify_consistency, verify_inclusion};
 pub use note::{

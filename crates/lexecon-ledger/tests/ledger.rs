@@ -675,3 +675,22 @@ async fn two_processes_append_to_one_postgres_log() {
     assert!(report.valid, "{report:?}");
     assert!(report.checkpoints >= 2);
 }
+
+#[tokio::test]
+async fn commit_observer_sees_every_entry_once() {
+    let db = sqlite_db().await;
+    let ledger = open(&db, 1, 1_000).await;
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (seen, batches) = (seen.clone(), batches.clone());
+        ledger.on_commit(move |entries, _took| {
+            seen.fetch_add(entries, std::sync::atomic::Ordering::SeqCst);
+            batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    fill(&ledger, 50).await;
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 50);
+    let b = batches.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=50).contains(&b), "{b} batches");
+}

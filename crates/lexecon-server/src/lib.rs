@@ -140,6 +140,13 @@ pub async fn serve(
     on_ready: impl FnOnce(SocketAddr, SocketAddr) + Send,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
+    {
+        let metrics = Arc::clone(&metrics);
+        engine.ledger().on_commit(move |entries, took| {
+            metrics.ledger_batch_size.observe(entries as f64);
+            metrics.ledger_commit_latency.observe(took.as_secs_f64());
+        });
+    }
     let shared = Shared {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
