@@ -238,6 +238,15 @@ async fn approved_and_denied_decisions_through_the_cli() {
         metrics.contains("lexecon_decisions_total{outcome=\"denied\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("lexecon_ledger_batch_size_count"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("lexecon_ledger_batch_size_count 0\n"),
+        "ledger commits are observed: {metrics}"
+    );
+    assert!(metrics.contains("lexecon_build_info"), "{metrics}");
 }
 
 /// A plain HTTP/1.1 GET of /metrics (no client crate needed).
