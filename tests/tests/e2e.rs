@@ -878,3 +878,52 @@ async fn a_rotated_key_is_ledgered_and_old_tokens_still_verify() {
     let verify = lexecon(dir.path(), &["verify-ledger", "--data-dir", "data"]);
     assert_eq!(verify.code, 0, "{verify:?}");
 }
+
+macro_rules! list_services {
+    ($module:ident, $server:expr) => {{
+        use tonic_reflection::pb::$module::ServerReflectionRequest;
+        use tonic_reflection::pb::$module::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$module::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$module::server_reflection_response::MessageResponse;
+        let mut client = ServerReflectionClient::new($server.channel().await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        // No token: reflection is open.
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = stream.message().await.unwrap().unwrap();
+        match response.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => panic!("unexpected reflection response {other:?}"),
+        }
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1_and_v1alpha_list_every_service_without_a_token() {
+    let dir = init_dir();
+    let server = Server::start(dir.path(), "data", &[]);
+    for services in [list_services!(v1, server), list_services!(v1alpha, server)] {
+        for name in [
+            "lexecon.v1.DecisionService",
+            "lexecon.v1.PolicyService",
+            "lexecon.v1.LedgerService",
+            "lexecon.v1.RiskService",
+            "lexecon.v1.BudgetService",
+            "lexecon.v1.AuthService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                services.iter().any(|s| s == name),
+                "{name} not in {services:?}"
+            );
+        }
+    }
+}
