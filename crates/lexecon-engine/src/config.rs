@@ -174,6 +174,55 @@ impl Default for NodeConfig {
     }
 }
 
+/// `[auth]`: who must use MFA, and the OIDC providers people may log in with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Roles whose sessions must complete TOTP MFA.
+    pub mfa_required_roles: Vec<lexecon_auth::Role>,
+    /// OIDC providers (`[[auth.oidc]]`).
+    pub oidc: Vec<OidcSection>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mfa_required_roles: vec![
+                lexecon_auth::Role::Admin,
+                lexecon_auth::Role::ComplianceOfficer,
+            ],
+            oidc: Vec::new(),
+        }
+    }
+}
+
+/// One `[[auth.oidc]]` provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The name clients pass as `provider` to ExchangeOidcToken.
+    pub name: String,
+    /// The exact `iss` of its ID tokens.
+    pub issuer: String,
+    /// Our client id: the audience its tokens must carry.
+    pub client_id: String,
+    /// The claim holding the role (a string or a list); unset gives everyone `default_role`.
+    #[serde(default)]
+    pub role_claim: Option<String>,
+    /// Claim values to roles, e.g. `{ "lexecon-admins" = "admin" }`.
+    #[serde(default)]
+    pub role_map: std::collections::BTreeMap<String, lexecon_auth::Role>,
+    /// The role when the claim is absent or maps to nothing.
+    #[serde(default = "default_oidc_role")]
+    pub default_role: lexecon_auth::Role,
+    /// A file holding the provider's JWKS (re-read when an unknown key id appears).
+    pub jwks_file: PathBuf,
+}
+
+fn default_oidc_role() -> lexecon_auth::Role {
+    lexecon_auth::Role::Viewer
+}
+
 /// `[log]`: structured logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,6 +276,8 @@ pub struct Config {
     pub risk: lexecon_risk::RiskConfig,
     /// `[budget]`: LLM budgets, rates and model access (see docs/budget.md).
     pub budget: lexecon_budget::BudgetConfig,
+    /// `[auth]`: MFA and OIDC.
+    pub auth: AuthSection,
     /// The data directory the configuration was loaded for (not a key).
     #[serde(skip)]
     pub data_dir: PathBuf,

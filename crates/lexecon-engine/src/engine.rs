@@ -161,7 +161,11 @@ impl Engine {
             loaded_by: "file".to_owned(),
             warnings,
         };
-        let auth = Arc::new(auth_service(&db, Arc::clone(&clock)));
+        let auth = Arc::new(auth_service_with(
+            &db,
+            Arc::clone(&clock),
+            auth_config(&config),
+        ));
         let budget_store = budget_store(&config, &db)?;
         let budget = Arc::new(BudgetManager::new(
             config.budget.clone(),
@@ -827,7 +831,41 @@ fn budget_store(config: &Config, db: &Database) -> Result<Arc<dyn BudgetStore>, 
     })
 }
 
-/// The auth service on the shared database.
+/// The auth settings of `config`: MFA roles and OIDC providers with their JWKS files.
+pub fn auth_config(config: &Config) -> AuthConfig {
+    let oidc_providers = config
+        .auth
+        .oidc
+        .iter()
+        .map(|p| {
+            let mut provider =
+                lexecon_auth::OidcProviderConfig::new(&p.name, &p.issuer, &p.client_id);
+            provider.role_claim = p.role_claim.clone();
+            provider.role_map = p.role_map.clone();
+            provider.default_role = p.default_role;
+            lexecon_auth::OidcProvider::new(
+                provider,
+                Arc::new(lexecon_auth::FileJwksSource::new(p.jwks_file.clone())),
+            )
+        })
+        .collect();
+    AuthConfig {
+        mfa_required_roles: config.auth.mfa_required_roles.clone(),
+        oidc_providers,
+        ..AuthConfig::default()
+    }
+}
+
+/// The auth service on the shared database with `config`.
+pub fn auth_service_with(db: &Database, clock: Arc<dyn Clock>, config: AuthConfig) -> AuthService {
+    let store: Arc<dyn lexecon_auth::AuthStore> = match db {
+        Database::Sqlite(pool) => Arc::new(SqliteAuthStore::new(pool.clone())),
+        Database::Postgres(pool) => Arc::new(PgAuthStore::new(pool.clone())),
+    };
+    AuthService::new(store, clock, config)
+}
+
+/// The auth service on the shared database, with default settings (for admin commands).
 pub fn auth_service(db: &Database, clock: Arc<dyn Clock>) -> AuthService {
     let store: Arc<dyn lexecon_auth::AuthStore> = match db {
         Database::Sqlite(pool) => Arc::new(SqliteAuthStore::new(pool.clone())),

@@ -14,4 +14,7 @@ pub mod policy;
 
 pub use config::{Config, ConfigError};
 pub use decision::Decision;
-pub use engine::{Engine, EngineError, PolicyRecord, TokenCheck, auth_service, migrate_all};
+pub use engine::{
+    Engine, EngineError, PolicyRecord, TokenCheck, auth_config, auth_service, auth_service_with,
+    migrate_all,
+};

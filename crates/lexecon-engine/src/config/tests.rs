@@ -129,3 +129,30 @@ fn a_missing_explicit_config_file_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn oidc_providers_and_mfa_roles_come_from_the_auth_section() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            CONFIG_FILE,
+            "[auth]\nmfa_required_roles = [\"admin\"]\n[[auth.oidc]]\nname = \"corp\"\nissuer = \"https://login.example.com\"\nclient_id = \"lexecon\"\nrole_map = { \"lexecon-admins\" = \"admin\" }\njwks_file = \"/etc/lexecon/jwks.json\"\n",
+        )?;
+        let config = load_in(jail).unwrap();
+        assert_eq!(
+            config.auth.mfa_required_roles,
+            vec![lexecon_auth::Role::Admin]
+        );
+        let auth = crate::auth_config(&config);
+        assert_eq!(auth.oidc_providers.len(), 1);
+        assert_eq!(config.auth.oidc[0].name, "corp");
+        assert_eq!(config.auth.oidc[0].default_role, lexecon_auth::Role::Viewer);
+        assert_eq!(auth.mfa_required_roles, vec![lexecon_auth::Role::Admin]);
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file(CONFIG_FILE, "[[auth.oidc]]\nname = \"corp\"\nissuer = \"i\"\nclient_id = \"c\"\njwks_url = \"https://x\"\n")?;
+        let msg = load_in(jail).unwrap_err().to_string();
+        assert!(msg.contains("jwks_url"), "{msg}");
+        Ok(())
+    });
+}
