@@ -927,3 +927,50 @@ async fn reflection_v1_and_v1alpha_list_every_service_without_a_token() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_cosigned_checkpoints_verify_with_the_rsa_key_only() {
+    if !slow_tests() {
+        return eprintln!("skipping: set RUN_SLOW_TESTS=1 (RSA-4096 key generation)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for data in ["data", "other"] {
+        let run = lexecon(dir.path(), &["init", "--data-dir", data, "--rsa"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let token = admin_token(&dir.path().join("data"));
+    let server = Server::start(dir.path(), "data", &[]);
+    decision_client(&server)
+        .await
+        .decide(authed(approved_request(), &token))
+        .await
+        .unwrap();
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(30)), 0);
+    let good = lexecon(
+        dir.path(),
+        &[
+            "verify-ledger",
+            "--data-dir",
+            "data",
+            "--rsa-public-key",
+            "data/keys/node.rsa4096.pub.pem",
+        ],
+    );
+    assert_eq!(good.code, 0, "{good:?}");
+    let wrong = lexecon(
+        dir.path(),
+        &[
+            "verify-ledger",
+            "--data-dir",
+            "data",
+            "--rsa-public-key",
+            "other/keys/node.rsa4096.pub.pem",
+        ],
+    );
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(
+        wrong.stdout.contains("RSA co-signature") || wrong.stderr.contains("RSA co-signature"),
+        "{wrong:?}"
+    );
+}

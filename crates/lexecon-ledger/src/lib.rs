@@ -56,5 +56,5 @@ pub use store::{
 };
 pub use verify::{
     Audit, EntryHashes, EntryView, Problem, Progress, VerifyOptions, VerifyReport,
-    stored_verifiers, verify, verify_note,
+    stored_verifiers, verify, verify_note, verify_rsa_cosignatures,
 };

@@ -189,6 +189,28 @@ pub(crate) fn check_checkpoints(
     Ok(out)
 }
 
+/// Checks that every stored checkpoint carries a valid RSA-PSS co-signature by each of
+/// `verifiers` (the RSA-4096 keys an auditor was given); the first failure is returned.
+pub async fn verify_rsa_cosignatures(
+    store: &dyn LedgerStore,
+    verifiers: &[crate::note::RsaNoteVerifier],
+) -> Result<Option<Problem>, LedgerError> {
+    if verifiers.is_empty() {
+        return Ok(None);
+    }
+    for stored in store.checkpoints(0, u64::MAX).await? {
+        for v in verifiers {
+            if let Err(e) = v.verify(&stored.note) {
+                return Ok(Some(problem(
+                    None,
+                    format!("checkpoint at size {}: RSA co-signature: {e}", stored.size),
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Verifies a note with the first of `verifiers` that signed it.
 pub fn verify_note(note: &str, verifiers: &[NoteVerifier]) -> Result<Checkpoint, String> {
     let mut last = String::from("no verifier key is known: give the log's public key");

@@ -46,6 +46,11 @@ pub(crate) struct VerifyLedgerArgs {
     /// The node's Ed25519 public key (PEM); repeat for keys from before a rotation.
     #[arg(long, value_name = "FILE")]
     public_key: Vec<PathBuf>,
+    /// The node's RSA-4096 co-signing public key (PEM, `init --rsa` writes
+    /// keys/node.rsa4096.pub.pem): every checkpoint must carry its RSA-PSS co-signature.
+    /// Not for bundles.
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
+    rsa_public_key: Vec<PathBuf>,
     /// Also check the stored proof index (the subtree hashes proofs are built from);
     /// not for bundles.
     #[arg(long, conflicts_with = "bundle")]
@@ -219,6 +224,27 @@ fn pem_verifiers(keys: &[PathBuf], names: &[String]) -> Result<Vec<NoteVerifier>
     Ok(out)
 }
 
+/// RSA co-signature verifiers for the given PEM keys, named as the log names its keys.
+fn rsa_verifiers(
+    keys: &[PathBuf],
+    names: &[String],
+) -> Result<Vec<lexecon_ledger::RsaNoteVerifier>> {
+    use rsa::pkcs8::DecodePublicKey as _;
+    let mut out = Vec::new();
+    for key in keys {
+        let pem = read(key)?;
+        let public = rsa::RsaPublicKey::from_public_key_pem(pem.trim())
+            .with_context(|| format!("{} is not a PEM RSA public key", key.display()))?;
+        for name in names {
+            out.push(
+                lexecon_ledger::RsaNoteVerifier::new(name, public.clone())
+                    .with_context(|| format!("{}", key.display()))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
 fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
     if json || !std::io::stderr().is_terminal() {
         return None;
@@ -282,7 +308,17 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
                 progress,
                 check_proof_index: args.check_proof_index,
             };
-            anyhow::Ok(lexecon_ledger::verify(store, &options).await?)
+            let mut report = lexecon_ledger::verify(Arc::clone(&store), &options).await?;
+            let rsa = rsa_verifiers(&args.rsa_public_key, &names)?;
+            if report.valid {
+                if let Some(problem) =
+                    lexecon_ledger::verify_rsa_cosignatures(store.as_ref(), &rsa).await?
+                {
+                    report.valid = false;
+                    report.problem = Some(problem);
+                }
+            }
+            anyhow::Ok(report)
         })?
     };
     if let Some(bar) = bar {
