@@ -310,13 +310,12 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
             };
             let mut report = lexecon_ledger::verify(Arc::clone(&store), &options).await?;
             let rsa = rsa_verifiers(&args.rsa_public_key, &names)?;
-            if report.valid {
-                if let Some(problem) =
+            if report.valid
+                && let Some(problem) =
                     lexecon_ledger::verify_rsa_cosignatures(store.as_ref(), &rsa).await?
-                {
-                    report.valid = false;
-                    report.problem = Some(problem);
-                }
+            {
+                report.valid = false;
+                report.problem = Some(problem);
             }
             anyhow::Ok(report)
         })?
