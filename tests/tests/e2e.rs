@@ -974,3 +974,95 @@ async fn rsa_cosigned_checkpoints_verify_with_the_rsa_key_only() {
         "{wrong:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_new_limits_and_refuses_a_broken_policy() {
+    let dir = init_dir();
+    let data = dir.path().join("data");
+    let token = admin_token(&data);
+    let server = Server::start(dir.path(), "data", &[]);
+    let mut client = decision_client(&server).await;
+    let llm = DecideRequest {
+        actor: "ai_agent:assistant".into(),
+        proposed_action: "llm:chat".into(),
+        tool: "openai_api".into(),
+        llm: Some(lexecon_proto::v1::LlmUsage {
+            model: "gpt-4o-mini".into(),
+            estimated_input_tokens: 10,
+            max_output_tokens: 10,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        client
+            .decide(authed(llm.clone(), &token))
+            .await
+            .unwrap()
+            .into_inner()
+            .outcome(),
+        Outcome::Approved
+    );
+
+    let config = std::fs::read_to_string(data.join("lexecon.toml")).unwrap();
+    let restricted = config.replacen(
+        "restricted_models = []",
+        "restricted_models = [\"gpt-4o-*\"]",
+        1,
+    );
+    assert_ne!(config, restricted);
+    std::fs::write(data.join("lexecon.toml"), restricted).unwrap();
+    std::fs::write(data.join("policy.toml"), "[policy]\nname = 1\n").unwrap();
+    server.signal("HUP");
+    // The reload is refused as a whole (the policy is broken): nothing changes.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        client
+            .decide(authed(llm.clone(), &token))
+            .await
+            .unwrap()
+            .into_inner()
+            .outcome(),
+        Outcome::Approved
+    );
+    assert!(server.log().contains("reload refused"), "{}", server.log());
+
+    std::fs::write(data.join("policy.toml"), lexecon_starter_policy(&dir)).unwrap();
+    server.signal("HUP");
+    let mut denied = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = client
+            .decide(authed(llm.clone(), &token))
+            .await
+            .unwrap()
+            .into_inner();
+        if r.outcome() == Outcome::Denied {
+            denied = Some(r);
+            break;
+        }
+    }
+    let denied = denied.expect("the restricted model is denied after SIGHUP");
+    assert!(denied.reasoning.contains("restricted"), "{denied:?}");
+    let mut ledger = LedgerServiceClient::new(server.channel().await);
+    let reloads = ledger
+        .get_entries(authed(
+            GetEntriesRequest {
+                from: 0,
+                limit: 1000,
+                kind: "config_reloaded".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reloads.entries.len(), 1, "{reloads:?}");
+}
+
+/// The starter policy as `init` wrote it into a second, untouched data directory.
+fn lexecon_starter_policy(dir: &tempfile::TempDir) -> String {
+    let run = lexecon(dir.path(), &["init", "--data-dir", "starter"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    std::fs::read_to_string(dir.path().join("starter/policy.toml")).unwrap()
+}

@@ -281,6 +281,9 @@ pub struct Config {
     /// The data directory the configuration was loaded for (not a key).
     #[serde(skip)]
     pub data_dir: PathBuf,
+    /// The `--config` file it was loaded from, if one was given (not a key).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// Where to read the configuration from.
@@ -309,6 +312,7 @@ impl Config {
             .merge(env_provider());
         let mut config: Config = figment.extract()?;
         config.data_dir = data_dir;
+        config.config_file = sources.config_file.clone();
         config.validate(&figment)?;
         Ok(config)
     }
@@ -395,6 +399,14 @@ impl Config {
             )?;
         }
         Ok(())
+    }
+
+    /// Reads the configuration again from where this one came from (for SIGHUP).
+    pub fn reload(&self) -> Result<Config, ConfigError> {
+        Config::load(&Sources {
+            data_dir: Some(self.data_dir.clone()),
+            config_file: self.config_file.clone(),
+        })
     }
 
     /// The database URL, defaulting to the SQLite file in the data directory.

@@ -542,7 +542,77 @@ impl Engine {
         Ok(self.policy.swap(active))
     }
 
-    /// Re-reads the policy file (SIGHUP). An invalid file changes nothing.
+    /// SIGHUP: re-reads the configuration and the policy file. The risk rules and budget
+    /// limits take effect atomically (budget counters are kept) and a `config_reloaded`
+    /// entry records it; an invalid configuration or policy changes nothing. Keys that
+    /// need a restart (listeners, database, Redis, node id) are reported, not applied.
+    pub async fn reload(&self) -> Result<Reloaded, EngineError> {
+        let new = self.config.reload()?;
+        let scorer = RiskScorer::new(new.risk.clone())?;
+        // Validate the policy before anything changes.
+        let (compiled, source, warnings) = compile_file(&new.policy_file())?;
+        let risk_changed = &new.risk != self.risk_scorer().config();
+        let budget_changed = new.budget != self.budget.config();
+        if budget_changed {
+            self.budget.reload(new.budget.clone())?;
+        }
+        if risk_changed {
+            match self.risk.write() {
+                Ok(mut slot) => *slot = Arc::new(scorer),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(scorer),
+            }
+        }
+        let mut needs_restart = Vec::new();
+        for (key, changed) in [
+            ("server", new.server != self.config.server),
+            ("database", new.database != self.config.database),
+            ("redis", new.redis != self.config.redis),
+            ("node", new.node != self.config.node),
+            ("ledger", new.ledger != self.config.ledger),
+            ("tokens", new.tokens != self.config.tokens),
+            ("auth", new.auth != self.config.auth),
+            ("log", new.log != self.config.log),
+        ] {
+            if changed {
+                needs_restart.push(key);
+            }
+        }
+        if risk_changed || budget_changed {
+            let applied: Vec<&str> = [("risk", risk_changed), ("budget", budget_changed)]
+                .into_iter()
+                .filter(|(_, c)| *c)
+                .map(|(k, _)| k)
+                .collect();
+            self.ledger
+                .append(
+                    EntryKind::ConfigReloaded,
+                    json!({"applied": applied, "needs_restart": needs_restart}),
+                )
+                .await?;
+        }
+        let policy = if compiled.hash() == self.policy.current().compiled.hash() {
+            self.policy.current()
+        } else {
+            let _serial = self.policy_load.lock().await;
+            let active = ActivePolicy {
+                compiled,
+                source,
+                loaded_at: self.clock.now(),
+                loaded_by: "file".to_owned(),
+                warnings,
+            };
+            self.record_policy(&active).await?;
+            self.policy.swap(active)
+        };
+        Ok(Reloaded {
+            risk_changed,
+            budget_changed,
+            needs_restart,
+            policy,
+        })
+    }
+
+    /// Re-reads the policy file. An invalid file changes nothing.
     pub async fn reload_policy_file(&self) -> Result<Arc<ActivePolicy>, EngineError> {
         let path = self.config.policy_file();
         let source = std::fs::read_to_string(&path).map_err(|e| {
@@ -766,6 +836,19 @@ impl Engine {
         self.db.close().await;
         Ok(())
     }
+}
+
+/// What a reload changed.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The risk rules were replaced.
+    pub risk_changed: bool,
+    /// The budget limits were replaced.
+    pub budget_changed: bool,
+    /// Sections that changed but need a restart to take effect.
+    pub needs_restart: Vec<&'static str>,
+    /// The policy now active.
+    pub policy: Arc<ActivePolicy>,
 }
 
 /// A row of policy history.

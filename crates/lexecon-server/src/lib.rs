@@ -107,7 +107,7 @@ pub fn shutdown_signal() -> Shutdown {
     })
 }
 
-/// Reloads the policy file on every SIGHUP until the server stops.
+/// Reloads the configuration and the policy file on every SIGHUP until the server stops.
 fn spawn_sighup_reload(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     #[cfg(unix)]
     tokio::spawn(async move {
@@ -118,9 +118,20 @@ fn spawn_sighup_reload(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    match engine.reload_policy_file().await {
-                        Ok(p) => tracing::info!(policy = p.compiled.name(), hash = %p.compiled.hash_hex(), "SIGHUP: policy reloaded"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: policy refused; the previous policy stays active"),
+                    match engine.reload().await {
+                        Ok(r) => {
+                            tracing::info!(
+                                policy = r.policy.compiled.name(),
+                                hash = %r.policy.compiled.hash_hex(),
+                                risk_changed = r.risk_changed,
+                                budget_changed = r.budget_changed,
+                                "SIGHUP: configuration and policy reloaded"
+                            );
+                            if !r.needs_restart.is_empty() {
+                                tracing::warn!(sections = ?r.needs_restart, "SIGHUP: these sections changed but take effect only after a restart");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: reload refused; the previous configuration and policy stay active"),
                     }
                 }
                 _ = stop.changed() => return,

@@ -40,6 +40,7 @@ fn the_init_template_parses_to_the_defaults() {
         jail.create_file(CONFIG_FILE, &default_config_file("lexecon-1"))?;
         let mut config = load_in(jail).unwrap();
         config.data_dir = PathBuf::new();
+        config.config_file = None;
         assert_eq!(config, Config::default());
         Ok(())
     });
