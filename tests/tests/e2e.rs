@@ -1066,3 +1066,139 @@ fn lexecon_starter_policy(dir: &tempfile::TempDir) -> String {
     assert_eq!(run.code, 0, "{run:?}");
     std::fs::read_to_string(dir.path().join("starter/policy.toml")).unwrap()
 }
+
+/// The README's five-minute tour, step by step, through the CLI (step 4, grpcurl, is
+/// covered by the reflection test with a Rust client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let run = |args: &[&str]| lexecon(dir.path(), args);
+    assert_eq!(run(&["init"]).code, 0);
+    let server = Server::start(dir.path(), ".lexecon", &[]);
+    let url = server.url();
+    let approved = run(&[
+        "decide",
+        "--server",
+        &url,
+        "--actor",
+        "ai_agent:customer_service",
+        "--action",
+        "read:customer_data",
+        "--tool",
+        "database_query",
+        "--data-class",
+        "pii",
+        "--intent",
+        "answer ticket 4711",
+        "--json",
+    ]);
+    assert_eq!(approved.code, 0, "{approved:?}");
+    let token =
+        serde_json::from_str::<serde_json::Value>(&approved.stdout).unwrap()["capability_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let denied = run(&[
+        "decide",
+        "--server",
+        &url,
+        "--actor",
+        "ai_agent:customer_service",
+        "--action",
+        "delete:customer_records",
+        "--tool",
+        "database_query",
+        "--intent",
+        "clean up",
+    ]);
+    assert_eq!(denied.code, 1, "{denied:?}");
+    let llm = run(&[
+        "decide",
+        "--server",
+        &url,
+        "--actor",
+        "ai_agent:assistant",
+        "--action",
+        "llm:chat",
+        "--tool",
+        "openai_api",
+        "--llm-model",
+        "gpt-4o-mini",
+        "--llm-user",
+        "alice",
+        "--llm-input-tokens",
+        "1200",
+        "--llm-max-output-tokens",
+        "400",
+    ]);
+    assert_eq!(llm.code, 0, "{llm:?}");
+    assert!(llm.stdout.contains("reservation res_"), "{}", llm.stdout);
+    let verified = run(&[
+        "token",
+        "verify",
+        &token,
+        "--public-key",
+        ".lexecon/keys/node.ed25519.pub",
+    ]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(30)), 0);
+    let audit = run(&["verify-ledger", "--data-dir", ".lexecon"]);
+    assert_eq!(audit.code, 0, "{audit:?}");
+    let export = run(&[
+        "ledger",
+        "export",
+        "--data-dir",
+        ".lexecon",
+        "--out",
+        "ledger-export",
+    ]);
+    assert_eq!(export.code, 0, "{export:?}");
+    for file in [
+        "entries.jsonl",
+        "checkpoint",
+        "checkpoints",
+        "verifier.vkey",
+    ] {
+        assert!(
+            dir.path().join("ledger-export").join(file).exists(),
+            "{file} missing from the bundle"
+        );
+    }
+    let bundle = run(&["verify-ledger", "--bundle", "ledger-export"]);
+    assert_eq!(bundle.code, 0, "{bundle:?}");
+    assert_eq!(run(&["policy", "check", ".lexecon/policy.toml"]).code, 0);
+    let policy = root.join("examples/policies/customer-support.toml");
+    let cases = root.join("examples/policies/customer-support.cases.toml");
+    let tested = run(&[
+        "policy",
+        "test",
+        policy.to_str().unwrap(),
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(tested.code, 0, "{tested:?}");
+    assert!(
+        tested.stdout.contains("passed, 0 failed"),
+        "{}",
+        tested.stdout
+    );
+    let risk = run(&[
+        "risk",
+        "assess",
+        "--action",
+        "delete:customer_records",
+        "--data-class",
+        "pii",
+        "--json",
+    ]);
+    assert_eq!(risk.code, 0, "{risk:?}");
+    let risk: serde_json::Value = serde_json::from_str(&risk.stdout).unwrap();
+    assert!(
+        risk["risk_score"].is_u64() && risk["dimensions"]["privacy"]["factors"].is_array(),
+        "{risk}"
+    );
+}
