@@ -1169,6 +1169,20 @@ async fn the_readme_tour() {
             "{file} missing from the bundle"
         );
     }
+    // Invariant 7: no secret in the ledger: neither the capability token nor the admin key.
+    let entries = std::fs::read_to_string(dir.path().join("ledger-export/entries.jsonl")).unwrap();
+    assert!(
+        !entries.contains(&token),
+        "a capability token was written to the ledger"
+    );
+    assert!(
+        !entries.contains(&admin_token(&dir.path().join(".lexecon"))),
+        "the admin key was written to the ledger"
+    );
+    assert!(
+        entries.contains("\"decision\""),
+        "decisions are in the export"
+    );
     let bundle = run(&["verify-ledger", "--bundle", "ledger-export"]);
     assert_eq!(bundle.code, 0, "{bundle:?}");
     assert_eq!(run(&["policy", "check", ".lexecon/policy.toml"]).code, 0);
@@ -1201,4 +1215,44 @@ async fn the_readme_tour() {
         risk["risk_score"].is_u64() && risk["dimensions"]["privacy"]["factors"].is_array(),
         "{risk}"
     );
+}
+
+/// Invariant 1: an unreachable store can only deny. With Redis down, an LLM call the
+/// policy approves is denied, and ordinary decisions still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_budget_store_denies_llm_calls() {
+    let dir = init_dir();
+    let token = admin_token(&dir.path().join("data"));
+    let server = Server::start(
+        dir.path(),
+        "data",
+        &[("LEXECON_REDIS__URL", "redis://127.0.0.1:1/")],
+    );
+    let mut client = decision_client(&server).await;
+    let llm = DecideRequest {
+        actor: "ai_agent:assistant".into(),
+        proposed_action: "llm:chat".into(),
+        tool: "openai_api".into(),
+        llm: Some(lexecon_proto::v1::LlmUsage {
+            model: "gpt-4o-mini".into(),
+            estimated_input_tokens: 10,
+            max_output_tokens: 10,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let r = client
+        .decide(authed(llm, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.outcome(), Outcome::Denied, "{r:?}");
+    assert_eq!(r.reasons, ["budget-unavailable"]);
+    assert!(r.capability_token.is_empty());
+    let ok = client
+        .decide(authed(approved_request(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.outcome(), Outcome::Approved);
 }

@@ -102,3 +102,36 @@ fn every_crate_of_the_product_map_exists() {
         );
     }
 }
+
+/// Invariant 8: the pure crates cannot do IO by construction: no async runtime, database,
+/// network or RPC crate among their dependencies.
+#[test]
+fn core_crates_have_no_io_dependencies() {
+    let root = crate::project_root();
+    for name in [
+        "lexecon-core",
+        "lexecon-policy",
+        "lexecon-risk",
+        "lexecon-capability",
+    ] {
+        let text = fs::read_to_string(root.join("crates").join(name).join("Cargo.toml")).unwrap();
+        let deps = text.split("[dependencies]").nth(1).unwrap_or_default();
+        let deps = deps.split("\n[").next().unwrap_or_default();
+        for forbidden in [
+            "tokio",
+            "sqlx",
+            "deadpool-redis",
+            "redis",
+            "tonic",
+            "axum",
+            "hyper",
+        ] {
+            assert!(
+                !deps
+                    .lines()
+                    .any(|l| l.split(['.', ' ', '=']).next() == Some(forbidden)),
+                "{name} depends on {forbidden}: the pure crates take time and randomness as inputs and do no IO"
+            );
+        }
+    }
+}
