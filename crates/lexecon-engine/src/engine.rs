@@ -430,14 +430,22 @@ impl Engine {
             token_claims.as_ref(),
             reservation_text.as_deref(),
         );
-        let receipt: Receipt = match self.ledger.append(EntryKind::Decision, payload).await {
+        let appended = match payload {
+            Ok(bytes) => self
+                .ledger
+                .append_bytes(EntryKind::Decision, bytes)
+                .await
+                .map_err(EngineError::from),
+            Err(e) => Err(e),
+        };
+        let receipt: Receipt = match appended {
             Ok(receipt) => receipt,
             Err(e) => {
                 // Nothing was acknowledged: give the reservation back.
                 if let Some(id) = reservation {
                     let _ = self.budget.release(id).await;
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         Ok(Decision {
@@ -1004,6 +1012,57 @@ fn dimension_views(a: &Assessment) -> Vec<DimensionView> {
         .collect()
 }
 
+/// A decision's ledger payload, serialized directly (no intermediate JSON tree: this
+/// runs for every decision). The capability token is a bearer credential and never
+/// enters the ledger; its id does.
+#[derive(serde::Serialize)]
+struct DecisionPayload<'a> {
+    decision_id: &'a DecisionId,
+    request_id: Option<&'a str>,
+    principal: &'a str,
+    request: &'a ActionRequest,
+    outcome: Outcome,
+    effective_mode: lexecon_core::PolicyMode,
+    reasons: &'a [String],
+    reasoning: &'a str,
+    matched_terms: &'a [String],
+    risk: RiskPayload,
+    policy: PolicyPayload<'a>,
+    token: Option<TokenPayload<'a>>,
+    reservation_id: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct RiskPayload {
+    score: u8,
+    level: lexecon_core::RiskLevel,
+    dimensions: DimensionScores,
+}
+
+#[derive(serde::Serialize)]
+struct DimensionScores {
+    security: u8,
+    privacy: u8,
+    compliance: u8,
+    operational: u8,
+    reputational: u8,
+    financial: u8,
+}
+
+#[derive(serde::Serialize)]
+struct PolicyPayload<'a> {
+    name: &'a str,
+    version: &'a str,
+    hash: String,
+}
+
+#[derive(serde::Serialize)]
+struct TokenPayload<'a> {
+    token_id: &'a TokenId,
+    key_id: &'a str,
+    expires_at: Timestamp,
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one payload field per pipeline step"
@@ -1021,43 +1080,42 @@ fn decision_payload(
     policy: &ActivePolicy,
     token: Option<&Claims>,
     reservation_id: Option<&str>,
-) -> serde_json::Value {
-    // The token itself is a bearer credential and never enters the ledger; its id does.
-    json!({
-        "decision_id": decision_id.to_string(),
-        "request_id": request_id,
-        "principal": principal,
-        "request": {
-            "actor": req.actor.as_str(),
-            "action": req.action.as_str(),
-            "tool": req.tool.as_ref().map(|t| t.as_str()),
-            "user_intent": req.user_intent,
-            "data_classes": req.data_classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "risk_level": req.risk_level,
-            "mode": req.mode.map(|m| m.as_str()),
-            "context": req.context,
-            "llm": req.llm,
+) -> Result<Vec<u8>, EngineError> {
+    let d = &risk.dimensions;
+    let payload = DecisionPayload {
+        decision_id,
+        request_id,
+        principal,
+        request: req,
+        outcome,
+        effective_mode: eval.mode,
+        reasons,
+        reasoning,
+        matched_terms: &eval.matched_terms,
+        risk: RiskPayload {
+            score: risk.score,
+            level: risk.level,
+            dimensions: DimensionScores {
+                security: d.security.score,
+                privacy: d.privacy.score,
+                compliance: d.compliance.score,
+                operational: d.operational.score,
+                reputational: d.reputational.score,
+                financial: d.financial.score,
+            },
         },
-        "outcome": outcome.as_str(),
-        "effective_mode": eval.mode.as_str(),
-        "reasons": reasons,
-        "reasoning": reasoning,
-        "matched_terms": eval.matched_terms,
-        "risk": {
-            "score": risk.score,
-            "level": risk.level.as_str(),
-            "dimensions": risk.dimensions.iter().map(|d| (d.dimension.to_string(), d.score)).collect::<std::collections::BTreeMap<_, _>>(),
+        policy: PolicyPayload {
+            name: policy.compiled.name(),
+            version: policy.compiled.version(),
+            hash: hex(&policy.compiled.hash()),
         },
-        "policy": {
-            "name": policy.compiled.name(),
-            "version": policy.compiled.version(),
-            "hash": hex(&policy.compiled.hash()),
-        },
-        "token": token.map(|c| json!({
-            "token_id": c.token_id.to_string(),
-            "key_id": c.key_id,
-            "expires_at": c.expires_at.to_rfc3339(),
-        })),
-        "reservation_id": reservation_id,
-    })
+        token: token.map(|c| TokenPayload {
+            token_id: &c.token_id,
+            key_id: &c.key_id,
+            expires_at: c.expires_at,
+        }),
+        reservation_id,
+    };
+    serde_json::to_vec(&payload)
+        .map_err(|e| EngineError::InvalidArgument(format!("cannot encode the decision: {e}")))
 }
