@@ -291,6 +291,10 @@ pub(crate) struct BenchDecideArgs {
     /// The tool of every call.
     #[arg(long, default_value = "database_query")]
     pub tool: String,
+    /// Afterwards, drive the server's health check (a trivial tonic handler, no auth,
+    /// no work) the same way for the same time, and report Decide as a share of it.
+    #[arg(long)]
+    pub with_echo: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -310,6 +314,12 @@ pub(crate) struct BenchReport {
     pub concurrency: usize,
     pub connections: usize,
     pub outcomes: HashMap<String, u64>,
+    /// Health checks per second under the same load (with `--with-echo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub echo_per_sec: Option<f64>,
+    /// `decisions_per_sec / echo_per_sec` (with `--with-echo`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_echo: Option<f64>,
 }
 
 pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
@@ -317,7 +327,16 @@ pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
         bail!("--concurrency, --connections and --duration must be at least 1");
     }
     let rt = runtime()?;
-    let report = rt.block_on(bench(args))?;
+    let mut report = rt.block_on(bench(args))?;
+    if args.with_echo {
+        let echo = rt.block_on(bench_echo(args))?;
+        report.echo_per_sec = Some(echo);
+        report.ratio_to_echo = Some(if echo > 0.0 {
+            report.decisions_per_sec / echo
+        } else {
+            0.0
+        });
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -341,6 +360,47 @@ pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
     } else {
         Verdict::No
     })
+}
+
+/// Health checks per second with the same connections, concurrency and duration.
+async fn bench_echo(args: &BenchDecideArgs) -> Result<f64> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let url = args.server.server_url()?;
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        channels.push(super::client::connect(&url).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.concurrency {
+        let channel = channels
+            .get(i % channels.len())
+            .cloned()
+            .ok_or_else(|| anyhow!("no connection"))?;
+        tasks.spawn(async move {
+            let mut client = HealthClient::new(channel);
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                if client
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .is_ok()
+                {
+                    done += 1;
+                }
+            }
+            done
+        });
+    }
+    let mut total = 0;
+    while let Some(done) = tasks.join_next().await {
+        total += done?;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
@@ -452,5 +512,7 @@ async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
         concurrency: args.concurrency,
         connections: args.connections,
         outcomes,
+        echo_per_sec: None,
+        ratio_to_echo: None,
     })
 }
