@@ -266,6 +266,24 @@ pub fn approved_request() -> DecideRequest {
     }
 }
 
+/// An LLM call the starter policy approves (`ai_agent:assistant`, `llm:chat` on
+/// `openai_api`) with a priced model; `user_id` empty means anonymous.
+pub fn llm_request(user_id: &str, input_tokens: u64, max_output_tokens: u64) -> DecideRequest {
+    DecideRequest {
+        actor: "ai_agent:assistant".into(),
+        proposed_action: "llm:chat".into(),
+        tool: "openai_api".into(),
+        llm: Some(lexecon_proto::v1::LlmUsage {
+            model: "gpt-4o-mini".into(),
+            user_id: user_id.into(),
+            roles: vec![],
+            estimated_input_tokens: input_tokens,
+            max_output_tokens,
+        }),
+        ..Default::default()
+    }
+}
+
 /// A decision client.
 pub async fn decision_client(server: &Server) -> DecisionServiceClient<Channel> {
     DecisionServiceClient::new(server.channel().await)

@@ -25,6 +25,26 @@ fn init_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Every ledger entry of `kind`, read through LedgerService.
+async fn entries_of_kind(
+    server: &Server,
+    token: &str,
+    kind: &str,
+) -> Vec<lexecon_proto::v1::LedgerEntry> {
+    let mut client = LedgerServiceClient::new(server.channel().await);
+    let request = GetEntriesRequest {
+        from: 0,
+        limit: 1000,
+        kind: kind.to_owned(),
+    };
+    client
+        .get_entries(authed(request, token))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
 async fn ledger_size(server: &Server, token: &str) -> u64 {
     let mut client = LedgerServiceClient::new(server.channel().await);
     let mut from = 0;
@@ -762,19 +782,7 @@ async fn two_servers_share_one_postgres_ledger_and_one_redis_rate_limit() {
     let a = Server::start(dir.path(), "data", &env);
     let b = Server::start(dir.path(), "data", &env);
 
-    let llm = DecideRequest {
-        actor: "ai_agent:assistant".into(),
-        proposed_action: "llm:chat".into(),
-        tool: "openai_api".into(),
-        llm: Some(lexecon_proto::v1::LlmUsage {
-            model: "gpt-4o-mini".into(),
-            user_id: "alice".into(),
-            roles: vec![],
-            estimated_input_tokens: 100,
-            max_output_tokens: 100,
-        }),
-        ..Default::default()
-    };
+    let llm = llm_request("alice", 100, 100);
     let mut tasks = Vec::new();
     for server in [&a, &b] {
         for _ in 0..4 {
@@ -860,20 +868,8 @@ async fn a_rotated_key_is_ledgered_and_old_tokens_still_verify() {
         check.valid,
         "a token of the retired key must verify until it expires: {check:?}"
     );
-    let mut ledger = LedgerServiceClient::new(server.channel().await);
-    let entries = ledger
-        .get_entries(authed(
-            GetEntriesRequest {
-                from: 0,
-                limit: 1000,
-                kind: "key_rotated".into(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(entries.entries.len(), 1, "{entries:?}");
+    let entries = entries_of_kind(&server, &token, "key_rotated").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
     drop(server);
     let verify = lexecon(dir.path(), &["verify-ledger", "--data-dir", "data"]);
     assert_eq!(verify.code, 0, "{verify:?}");
@@ -982,18 +978,7 @@ async fn sighup_applies_new_limits_and_refuses_a_broken_policy() {
     let token = admin_token(&data);
     let server = Server::start(dir.path(), "data", &[]);
     let mut client = decision_client(&server).await;
-    let llm = DecideRequest {
-        actor: "ai_agent:assistant".into(),
-        proposed_action: "llm:chat".into(),
-        tool: "openai_api".into(),
-        llm: Some(lexecon_proto::v1::LlmUsage {
-            model: "gpt-4o-mini".into(),
-            estimated_input_tokens: 10,
-            max_output_tokens: 10,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let llm = llm_request("", 10, 10);
     assert_eq!(
         client
             .decide(authed(llm.clone(), &token))
@@ -1044,20 +1029,8 @@ async fn sighup_applies_new_limits_and_refuses_a_broken_policy() {
     }
     let denied = denied.expect("the restricted model is denied after SIGHUP");
     assert!(denied.reasoning.contains("restricted"), "{denied:?}");
-    let mut ledger = LedgerServiceClient::new(server.channel().await);
-    let reloads = ledger
-        .get_entries(authed(
-            GetEntriesRequest {
-                from: 0,
-                limit: 1000,
-                kind: "config_reloaded".into(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reloads.entries.len(), 1, "{reloads:?}");
+    let reloads = entries_of_kind(&server, &token, "config_reloaded").await;
+    assert_eq!(reloads.len(), 1, "{reloads:?}");
 }
 
 /// The starter policy as `init` wrote it into a second, untouched data directory.
@@ -1229,18 +1202,7 @@ async fn an_unreachable_budget_store_denies_llm_calls() {
         &[("LEXECON_REDIS__URL", "redis://127.0.0.1:1/")],
     );
     let mut client = decision_client(&server).await;
-    let llm = DecideRequest {
-        actor: "ai_agent:assistant".into(),
-        proposed_action: "llm:chat".into(),
-        tool: "openai_api".into(),
-        llm: Some(lexecon_proto::v1::LlmUsage {
-            model: "gpt-4o-mini".into(),
-            estimated_input_tokens: 10,
-            max_output_tokens: 10,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let llm = llm_request("", 10, 10);
     let r = client
         .decide(authed(llm, &token))
         .await
