@@ -1218,3 +1218,61 @@ async fn an_unreachable_budget_store_denies_llm_calls() {
         .into_inner();
     assert_eq!(ok.outcome(), Outcome::Approved);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stays_revoked_across_restarts_and_is_ledgered_once() {
+    use lexecon_proto::v1::{RevokeTokenRequest, VerifyTokenRequest};
+    let dir = init_dir();
+    let token = admin_token(&dir.path().join("data"));
+    let server = Server::start(dir.path(), "data", &[]);
+    let mut client = decision_client(&server).await;
+    let decision = client
+        .decide(authed(approved_request(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    let check = |t: &str| VerifyTokenRequest {
+        token: t.to_owned(),
+        ..Default::default()
+    };
+    let valid = client
+        .verify_token(authed(check(&decision.capability_token), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(valid.valid, "{valid:?}");
+    let revoke = RevokeTokenRequest {
+        token_id: valid.token_id.clone(),
+        reason: "leaked in a log".into(),
+    };
+    let first = client
+        .revoke_token(authed(revoke.clone(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.newly_revoked && first.ledger_index > 0, "{first:?}");
+    let again = client
+        .revoke_token(authed(revoke, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.newly_revoked, "{again:?}");
+    assert_eq!(again.ledger_index, first.ledger_index);
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(30)), 0);
+    let server = Server::start(dir.path(), "data", &[]);
+    let mut client = decision_client(&server).await;
+    let revoked = client
+        .verify_token(authed(check(&decision.capability_token), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!revoked.valid);
+    assert_eq!(revoked.error_kind, "revoked", "{revoked:?}");
+    assert_eq!(
+        entries_of_kind(&server, &token, "token_revoked")
+            .await
+            .len(),
+        1
+    );
+}

@@ -321,10 +321,11 @@ impl Engine {
         };
         let key = (principal.to_owned(), request_id.clone());
         let cell = {
+            // A panic elsewhere cannot leave this map half-updated; keep using it.
             let mut map = self
                 .in_flight
                 .lock()
-                .map_err(|_| EngineError::Keys("internal lock poisoned".into()))?;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(map.entry(key.clone()).or_default())
         };
         let result = cell
@@ -751,7 +752,24 @@ impl Engine {
         by: &str,
     ) -> Result<(u64, bool), EngineError> {
         if self.revoked.is_revoked(&token_id) {
-            return Ok((0, false));
+            let id = token_id.to_string();
+            let q = "SELECT ledger_index FROM engine_revocations WHERE token_id = ";
+            let row: Option<(i64,)> = match &self.db {
+                Database::Sqlite(pool) => {
+                    sqlx::query_as(&format!("{q}?1"))
+                        .bind(&id)
+                        .fetch_optional(pool)
+                        .await?
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query_as(&format!("{q}$1"))
+                        .bind(&id)
+                        .fetch_optional(pool)
+                        .await?
+                }
+            };
+            let index = row.map_or(0, |(i,)| u64::try_from(i).unwrap_or(0));
+            return Ok((index, false));
         }
         let receipt = self
             .ledger
