@@ -1276,3 +1276,112 @@ async fn a_revoked_token_stays_revoked_across_restarts_and_is_ledgered_once() {
         1
     );
 }
+
+/// An EdDSA-signed ID token for the test provider.
+fn id_token(key: &ed25519_dalek::SigningKey, claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": "JWT"});
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = key.sign(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&signature.to_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_id_token_from_a_configured_provider_becomes_a_session() {
+    use base64::Engine as _;
+    use lexecon_proto::v1::auth_service_client::AuthServiceClient;
+    use lexecon_proto::v1::{
+        ExchangeOidcTokenRequest, ListOidcProvidersRequest, Role, WhoAmIRequest,
+    };
+    let dir = init_dir();
+    let data = dir.path().join("data");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": x}]});
+    std::fs::write(data.join("corp-jwks.json"), jwks.to_string()).unwrap();
+    let mut config = std::fs::read_to_string(data.join("lexecon.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[[auth.oidc]]\nname = \"corp\"\nissuer = \"https://login.example.com\"\nclient_id = \"lexecon\"\njwks_file = \"{}\"\n",
+        data.join("corp-jwks.json").display()
+    ));
+    std::fs::write(data.join("lexecon.toml"), config).unwrap();
+    let server = Server::start(dir.path(), "data", &[]);
+    let mut auth = AuthServiceClient::new(server.channel().await);
+
+    let providers = auth
+        .list_oidc_providers(tonic::Request::new(ListOidcProvidersRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(providers.providers.len(), 1);
+    assert_eq!(providers.providers[0].name, "corp");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |verified: bool| {
+        serde_json::json!({
+            "iss": "https://login.example.com", "aud": "lexecon", "sub": "u-42", "email": "bob@example.com",
+            "email_verified": verified, "iat": now, "exp": now + 300,
+        })
+    };
+    let exchange = |token: String| ExchangeOidcTokenRequest {
+        provider: "corp".into(),
+        id_token: token,
+        nonce: String::new(),
+    };
+    let unverified = auth
+        .exchange_oidc_token(tonic::Request::new(exchange(id_token(
+            &key,
+            &claims(false),
+        ))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unverified.code(),
+        tonic::Code::Unauthenticated,
+        "{unverified:?}"
+    );
+    let other_key = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+    let forged = auth
+        .exchange_oidc_token(tonic::Request::new(exchange(id_token(
+            &other_key,
+            &claims(true),
+        ))))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+
+    let session = auth
+        .exchange_oidc_token(tonic::Request::new(exchange(id_token(&key, &claims(true)))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(session.role(), Role::Viewer);
+    let session_token = session.session.unwrap().token;
+    assert!(!session_token.is_empty());
+    let me = auth
+        .who_am_i(authed(WhoAmIRequest {}, &session_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (me.principal_kind.as_str(), me.role()),
+        ("user", Role::Viewer),
+        "{me:?}"
+    );
+    // A viewer may read, not decide.
+    let refused = decision_client(&server)
+        .await
+        .decide(authed(approved_request(), &session_token))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+}
