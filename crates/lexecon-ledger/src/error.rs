@@ -10,6 +10,9 @@ pub enum LedgerError {
     /// The database failed.
     #[error("ledger database error: {0}; check the database is reachable and migrated")]
     Database(#[from] sqlx::Error),
+    /// A direct (bulk) read of the SQLite file failed.
+    #[error("reading the ledger database file failed: {0}; check the file is readable")]
+    Read(String),
     /// Applying migrations failed.
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
