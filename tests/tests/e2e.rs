@@ -1292,26 +1292,77 @@ fn id_token(key: &ed25519_dalek::SigningKey, claims: &serde_json::Value) -> Stri
     format!("{signing_input}.{}", b64(&signature.to_bytes()))
 }
 
+/// The JWKS of the test OIDC provider: one Ed25519 key, `k1`, seeded with 7s.
+fn oidc_test_jwks() -> String {
+    use base64::Engine as _;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+    serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": x}]}).to_string()
+}
+
+/// An HTTP server on 127.0.0.1 that answers every request with `body` as JSON; returns
+/// its URL and how many requests it has answered.
+async fn serve_json(body: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if conn.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}/.well-known/jwks.json"), hits)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oidc_id_token_from_a_configured_provider_becomes_a_session() {
-    use base64::Engine as _;
+    let dir = init_dir();
+    let data = dir.path().join("data");
+    std::fs::write(data.join("corp-jwks.json"), oidc_test_jwks()).unwrap();
+    let jwks_file = format!("jwks_file = \"{}\"", data.join("corp-jwks.json").display());
+    oidc_exchange_flow(dir.path(), &jwks_file).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oidc_provider_with_a_jwks_url_fetches_its_keys_once_and_caches_them() {
+    let dir = init_dir();
+    let (url, hits) = serve_json(oidc_test_jwks()).await;
+    oidc_exchange_flow(dir.path(), &format!("jwks_url = \"{url}\"")).await;
+    // Three exchanges signed with key k1 (one with a forged signature): one fetch.
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Configures provider `corp` (its keys from `jwks_line`) in `dir/data`, starts a
+/// server, and checks an ID-token exchange: unverified email and a forged signature are
+/// refused, a good token becomes a viewer session that may not decide.
+async fn oidc_exchange_flow(dir: &Path, jwks_line: &str) {
     use lexecon_proto::v1::auth_service_client::AuthServiceClient;
     use lexecon_proto::v1::{
         ExchangeOidcTokenRequest, ListOidcProvidersRequest, Role, WhoAmIRequest,
     };
-    let dir = init_dir();
-    let data = dir.path().join("data");
+    let data = dir.join("data");
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
-    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": x}]});
-    std::fs::write(data.join("corp-jwks.json"), jwks.to_string()).unwrap();
     let mut config = std::fs::read_to_string(data.join("lexecon.toml")).unwrap();
     config.push_str(&format!(
-        "\n[[auth.oidc]]\nname = \"corp\"\nissuer = \"https://login.example.com\"\nclient_id = \"lexecon\"\njwks_file = \"{}\"\n",
-        data.join("corp-jwks.json").display()
+        "\n[[auth.oidc]]\nname = \"corp\"\nissuer = \"https://login.example.com\"\nclient_id = \"lexecon\"\n{jwks_line}\n"
     ));
     std::fs::write(data.join("lexecon.toml"), config).unwrap();
-    let server = Server::start(dir.path(), "data", &[]);
+    let server = Server::start(dir, "data", &[]);
     let mut auth = AuthServiceClient::new(server.channel().await);
 
     let providers = auth

@@ -215,8 +215,21 @@ pub struct OidcSection {
     /// The role when the claim is absent or maps to nothing.
     #[serde(default = "default_oidc_role")]
     pub default_role: lexecon_auth::Role,
-    /// A file holding the provider's JWKS (re-read when an unknown key id appears).
-    pub jwks_file: PathBuf,
+    /// A file holding the provider's JWKS. Give this or `jwks_url`, not both.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The provider's JWKS URL (`jwks_uri` in its discovery document): `https://`, or
+    /// `http://` to a loopback address. Give this or `jwks_file`, not both.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds a fetched (or read) key set is used before it is fetched again; an
+    /// unknown key id refetches sooner, at most every 30 s.
+    #[serde(default = "default_jwks_cache_secs")]
+    pub jwks_cache_secs: i64,
+}
+
+fn default_jwks_cache_secs() -> i64 {
+    600
 }
 
 fn default_oidc_role() -> lexecon_auth::Role {
@@ -390,6 +403,33 @@ impl Config {
                     || url.starts_with("postgresql://"),
                 "must start with sqlite: or postgres://".to_owned(),
             )?;
+        }
+        for (i, p) in self.auth.oidc.iter().enumerate() {
+            let problem = match (&p.jwks_file, &p.jwks_url) {
+                (Some(_), Some(_)) => Some("sets both jwks_file and jwks_url: keep one".to_owned()),
+                (None, None) => {
+                    Some("needs jwks_file or jwks_url: where its signing keys are".to_owned())
+                }
+                (None, Some(url)) => crate::jwks::check_jwks_url(url)
+                    .err()
+                    .map(|e| format!("jwks_url {url:?} {e}")),
+                (Some(_), None) => None,
+            };
+            let problem = problem.or_else(|| {
+                (!(1..=86_400).contains(&p.jwks_cache_secs)).then(|| {
+                    format!(
+                        "jwks_cache_secs must be between 1 and 86400, got {}",
+                        p.jwks_cache_secs
+                    )
+                })
+            });
+            if let Some(problem) = problem {
+                range(
+                    "auth.oidc",
+                    false,
+                    format!("[{i}] ({:?}) {problem}", p.name),
+                )?;
+            }
         }
         if let Some(url) = &self.redis.url {
             range(

@@ -164,7 +164,7 @@ impl Engine {
         let auth = Arc::new(auth_service_with(
             &db,
             Arc::clone(&clock),
-            auth_config(&config),
+            auth_config(&config)?,
         ));
         let budget_store = budget_store(&config, &db)?;
         let budget = Arc::new(BudgetManager::new(
@@ -940,8 +940,9 @@ fn budget_store(config: &Config, db: &Database) -> Result<Arc<dyn BudgetStore>, 
     })
 }
 
-/// The auth settings of `config`: MFA roles and OIDC providers with their JWKS files.
-pub fn auth_config(config: &Config) -> AuthConfig {
+/// The auth settings of `config`: MFA roles and OIDC providers with their key sources
+/// (a JWKS file, or a URL fetched over HTTPS).
+pub fn auth_config(config: &Config) -> Result<AuthConfig, crate::ConfigError> {
     let oidc_providers = config
         .auth
         .oidc
@@ -952,17 +953,29 @@ pub fn auth_config(config: &Config) -> AuthConfig {
             provider.role_claim = p.role_claim.clone();
             provider.role_map = p.role_map.clone();
             provider.default_role = p.default_role;
-            lexecon_auth::OidcProvider::new(
-                provider,
-                Arc::new(lexecon_auth::FileJwksSource::new(p.jwks_file.clone())),
-            )
+            provider.jwks_cache_secs = p.jwks_cache_secs;
+            let source: Arc<dyn lexecon_auth::JwksSource> = match (&p.jwks_url, &p.jwks_file) {
+                (Some(url), _) => {
+                    Arc::new(crate::jwks::HttpJwksSource::new(url).map_err(|problem| {
+                        crate::ConfigError::OutOfRange {
+                            key: "auth.oidc",
+                            problem: format!("({:?}) jwks_url {url:?} {problem}", p.name),
+                            source_name: "configuration".to_owned(),
+                        }
+                    })?)
+                }
+                (None, file) => Arc::new(lexecon_auth::FileJwksSource::new(
+                    file.clone().unwrap_or_default(),
+                )),
+            };
+            Ok(lexecon_auth::OidcProvider::new(provider, source))
         })
-        .collect();
-    AuthConfig {
+        .collect::<Result<_, crate::ConfigError>>()?;
+    Ok(AuthConfig {
         mfa_required_roles: config.auth.mfa_required_roles.clone(),
         oidc_providers,
         ..AuthConfig::default()
-    }
+    })
 }
 
 /// The auth service on the shared database with `config`.

@@ -10,6 +10,7 @@ pub mod db;
 pub mod decision;
 mod engine;
 pub mod init;
+pub mod jwks;
 pub mod policy;
 
 pub use config::{Config, ConfigError};

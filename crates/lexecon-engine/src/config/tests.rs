@@ -143,7 +143,7 @@ fn oidc_providers_and_mfa_roles_come_from_the_auth_section() {
             config.auth.mfa_required_roles,
             vec![lexecon_auth::Role::Admin]
         );
-        let auth = crate::auth_config(&config);
+        let auth = crate::auth_config(&config).unwrap();
         assert_eq!(auth.oidc_providers.len(), 1);
         assert_eq!(config.auth.oidc[0].name, "corp");
         assert_eq!(config.auth.oidc[0].default_role, lexecon_auth::Role::Viewer);
@@ -151,9 +151,48 @@ fn oidc_providers_and_mfa_roles_come_from_the_auth_section() {
         Ok(())
     });
     Jail::expect_with(|jail| {
-        jail.create_file(CONFIG_FILE, "[[auth.oidc]]\nname = \"corp\"\nissuer = \"i\"\nclient_id = \"c\"\njwks_url = \"https://x\"\n")?;
-        let msg = load_in(jail).unwrap_err().to_string();
-        assert!(msg.contains("jwks_url"), "{msg}");
+        jail.create_file(CONFIG_FILE, "[[auth.oidc]]\nname = \"corp\"\nissuer = \"i\"\nclient_id = \"c\"\njwks_url = \"https://login.example.com/jwks\"\njwks_cache_secs = 60\n")?;
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.auth.oidc[0].jwks_cache_secs, 60);
+        let auth = crate::auth_config(&config).unwrap();
+        assert_eq!(auth.oidc_providers[0].config.jwks_cache_secs, 60);
         Ok(())
     });
+}
+
+#[test]
+fn an_oidc_provider_needs_exactly_one_safe_key_source() {
+    let cases = [
+        ("", "needs jwks_file or jwks_url"),
+        (
+            "jwks_file = \"/k.json\"\njwks_url = \"https://x.example/k\"\n",
+            "both",
+        ),
+        (
+            "jwks_url = \"http://login.example.com/jwks\"\n",
+            "use https",
+        ),
+        ("jwks_url = \"login.example.com/jwks\"\n", "https://"),
+        (
+            "jwks_file = \"/k.json\"\njwks_cache_secs = 0\n",
+            "jwks_cache_secs",
+        ),
+    ];
+    for (lines, want) in cases {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                CONFIG_FILE,
+                &format!(
+                    "[[auth.oidc]]\nname = \"corp\"\nissuer = \"i\"\nclient_id = \"c\"\n{lines}"
+                ),
+            )?;
+            let msg = load_in(jail).unwrap_err().to_string();
+            assert!(
+                msg.contains("auth.oidc") && msg.contains(want),
+                "{lines}: {msg}"
+            );
+            assert!(msg.contains("corp"), "{msg}");
+            Ok(())
+        });
+    }
 }
