@@ -10,9 +10,9 @@ pub enum LedgerError {
     /// The database failed.
     #[error("ledger database error: {0}; check the database is reachable and migrated")]
     Database(#[from] sqlx::Error),
-    /// A direct (bulk) read of the SQLite file failed.
-    #[error("reading the ledger database file failed: {0}; check the file is readable")]
-    Read(String),
+    /// A direct read or write of the SQLite file (bypassing sqlx) failed.
+    #[error("ledger database error: {0}; check the database file is readable and writable")]
+    Sqlite(String),
     /// Applying migrations failed.
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
