@@ -204,6 +204,7 @@ impl Ledger {
             clock: clock.clone(),
             state,
             last_checkpoint,
+            maintenance: None,
         };
         let handle = tokio::spawn(writer.run());
         Ok(Ledger {
@@ -484,6 +485,8 @@ struct Writer {
     clock: Arc<dyn Clock>,
     state: TreeState,
     last_checkpoint: u64,
+    /// The running store maintenance, if any.
+    maintenance: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -500,19 +503,7 @@ impl Writer {
                     return;
                 }
                 Err(_) => {
-                    deadline = Instant::now() + interval;
-                    if self.state.size() > self.last_checkpoint
-                        && let Err(e) = self.sign_and_store().await
-                    {
-                        tracing::warn!(error = %e, "timed ledger checkpoint failed");
-                    }
-                    // WAL checkpoints off the commit path.
-                    let store = self.store.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = store.maintain().await {
-                            tracing::warn!(error = %e, "ledger store maintenance failed");
-                        }
-                    });
+                    deadline = self.timed_work(interval).await;
                     continue;
                 }
             };
@@ -530,6 +521,11 @@ impl Writer {
             }
             if !batch.is_empty() {
                 self.commit(&mut batch).await;
+            }
+            // Under steady load `recv` always has a command ready and the timeout above
+            // never fires: the timed work must not starve.
+            if Instant::now() >= deadline {
+                deadline = self.timed_work(interval).await;
             }
             match control {
                 None => {}
@@ -549,6 +545,26 @@ impl Writer {
                 Some(Cmd::Append(..)) => {}
             }
         }
+    }
+
+    /// The periodic work: a checkpoint when entries came since the last one, and store
+    /// maintenance (SQLite: WAL checkpoints) off the commit path, one run at a time.
+    /// Returns the next deadline.
+    async fn timed_work(&mut self, interval: Duration) -> Instant {
+        if self.state.size() > self.last_checkpoint
+            && let Err(e) = self.sign_and_store().await
+        {
+            tracing::warn!(error = %e, "timed ledger checkpoint failed");
+        }
+        if self.maintenance.as_ref().is_none_or(|m| m.is_finished()) {
+            let store = self.store.clone();
+            self.maintenance = Some(tokio::spawn(async move {
+                if let Err(e) = store.maintain().await {
+                    tracing::warn!(error = %e, "ledger store maintenance failed");
+                }
+            }));
+        }
+        Instant::now() + interval
     }
 
     async fn commit(&mut self, batch: &mut Vec<(NewEntry, Reply<Receipt>)>) {

@@ -766,3 +766,56 @@ async fn two_writers_on_one_sqlite_file_make_one_log() {
     assert!(report.valid, "{report:?}");
     assert_eq!(report.entries, 200);
 }
+
+/// Under load that never pauses, the timed maintenance still runs and the SQLite WAL
+/// keeps starting over, instead of growing with every entry ever written (the timeout
+/// that drove maintenance never fired while appends kept arriving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_stays_bounded_under_steady_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lexecon.db");
+    let store = SqliteLedgerStore::new(open_sqlite(&path, true).await.unwrap());
+    store.migrate().await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ledger = Ledger::open(
+        Arc::new(store),
+        signer(1),
+        LedgerConfig {
+            checkpoint_every_entries: 1_000_000,
+            checkpoint_interval_ms: 20,
+            max_batch: 256,
+        },
+        clock,
+    )
+    .await
+    .unwrap();
+    let padding = "x".repeat(400);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let ledger = ledger.clone();
+        let padding = padding.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0_u64;
+            while started.elapsed() < Duration::from_secs(3) {
+                ledger
+                    .append(EntryKind::Note, json!({"t": t, "n": n, "pad": padding}))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    let wal = std::fs::metadata(dir.path().join("lexecon.db-wal")).unwrap().len();
+    let written = total * 400;
+    assert!(total > 2_000, "too few appends to tell: {total}");
+    assert!(
+        wal < written / 4,
+        "the WAL holds {wal} bytes after {total} entries (~{written} payload bytes): it never restarted"
+    );
+}
