@@ -1040,8 +1040,92 @@ fn lexecon_starter_policy(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("starter/policy.toml")).unwrap()
 }
 
-/// The README's five-minute tour, step by step, through the CLI (step 4, grpcurl, is
-/// covered by the reflection test with a Rust client).
+/// grpcurl for the tour's step 4: `LEXECON_TEST_GRPCURL` (`.ci/run` installs it with
+/// `.ci/install-grpcurl`), else `grpcurl` on the PATH; `None` with a note outside CI.
+fn grpcurl() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("LEXECON_TEST_GRPCURL")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|p| p.join("grpcurl"))
+                    .find(|p| p.is_file())
+            })
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "grpcurl is missing; CI must run the tour's grpcurl step (see .ci/install-grpcurl)"
+        );
+        eprintln!(
+            "note: grpcurl not found; skipping the tour's grpcurl step (.ci/install-grpcurl)"
+        );
+    }
+    found
+}
+
+/// Step 4 of the tour: grpcurl lists the services by reflection and calls Decide, with
+/// the admin token and, refused, without.
+fn tour_through_grpcurl(dir: &Path, addr: &str) {
+    let Some(grpcurl) = grpcurl() else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&grpcurl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, listed, err) = run(&["-plaintext", addr, "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    for service in [
+        "lexecon.v1.DecisionService",
+        "lexecon.v1.LedgerService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == service),
+            "{service} in {listed}"
+        );
+    }
+    let token = std::fs::read_to_string(dir.join(".lexecon/admin.token")).unwrap();
+    let bearer = format!("authorization: Bearer {}", token.trim());
+    let body = r#"{"actor":"ai_agent:customer_service","proposed_action":"read:customer_data","tool":"database_query"}"#;
+    let (code, decided, err) = run(&[
+        "-plaintext",
+        "-H",
+        &bearer,
+        "-d",
+        body,
+        addr,
+        "lexecon.v1.DecisionService/Decide",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let decided: serde_json::Value = serde_json::from_str(&decided).unwrap();
+    assert_eq!(decided["outcome"], "OUTCOME_APPROVED", "{decided}");
+    assert!(
+        decided["capabilityToken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let (code, _, err) = run(&[
+        "-plaintext",
+        "-d",
+        body,
+        addr,
+        "lexecon.v1.DecisionService/Decide",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Unauthenticated"), "{err}");
+}
+
+/// The README's five-minute tour, step by step: the CLI, and grpcurl for step 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tour() {
     let dir = tempfile::tempdir().unwrap();
@@ -1089,6 +1173,7 @@ async fn the_readme_tour() {
         "clean up",
     ]);
     assert_eq!(denied.code, 1, "{denied:?}");
+    tour_through_grpcurl(dir.path(), url.trim_start_matches("http://"));
     let llm = run(&[
         "decide",
         "--server",

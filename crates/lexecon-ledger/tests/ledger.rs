@@ -811,7 +811,9 @@ async fn the_sqlite_wal_stays_bounded_under_steady_load() {
     for t in tasks {
         total += t.await.unwrap();
     }
-    let wal = std::fs::metadata(dir.path().join("lexecon.db-wal")).unwrap().len();
+    let wal = std::fs::metadata(dir.path().join("lexecon.db-wal"))
+        .unwrap()
+        .len();
     let written = total * 400;
     assert!(total > 2_000, "too few appends to tell: {total}");
     assert!(
