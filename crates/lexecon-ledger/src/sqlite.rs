@@ -274,7 +274,7 @@ fn write_batch(
             bodies.execute((idx, payload)).map_err(direct_error)?;
         }
         let mut nodes = tx
-            .prepare_cached("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)")
+            .prepare_cached("INSERT INTO ledger_nodes (pos, hash) VALUES (?, ?)")
             .map_err(direct_error)?;
         for ((level, idx), hash) in seq
             .node_levels
@@ -282,7 +282,9 @@ fn write_batch(
             .zip(&seq.node_indexes)
             .zip(&seq.node_hashes)
         {
-            nodes.execute((level, idx, hash)).map_err(direct_error)?;
+            nodes
+                .execute((stored_pos(*level, *idx)?, hash))
+                .map_err(direct_error)?;
         }
         if let Some(cp) = &seq.checkpoint {
             tx.prepare_cached(
@@ -327,6 +329,41 @@ fn direct_entries(
     Ok(out)
 }
 
+/// The hashes of `ids` (leaf hashes for level 0), by point lookups on the primary keys
+/// with prepared statements: a proof's O(log n) nodes in one blocking call.
+fn direct_read_nodes(
+    conn: &rusqlite::Connection,
+    ids: &[NodeId],
+) -> Result<Vec<Hash>, LedgerError> {
+    let mut leaves = conn
+        .prepare_cached("SELECT leaf_hash FROM ledger_leaves WHERE idx = ?")
+        .map_err(direct_error)?;
+    let mut inner = conn
+        .prepare_cached("SELECT hash FROM ledger_nodes WHERE pos = ?")
+        .map_err(direct_error)?;
+    ids.iter()
+        .map(|id| {
+            let (stmt, key) = if id.level == 0 {
+                (&mut leaves, to_i64(id.index)?)
+            } else {
+                (&mut inner, node_pos(*id)?)
+            };
+            let mut rows = stmt.query([key]).map_err(direct_error)?;
+            let row = rows.next().map_err(direct_error)?.ok_or_else(|| {
+                LedgerError::Corrupt(format!(
+                    "subtree hash at level {} index {} is missing",
+                    id.level, id.index
+                ))
+            })?;
+            to_hash(
+                row.get_ref(0)
+                    .and_then(|v| Ok(v.as_blob()?))
+                    .map_err(direct_error)?,
+            )
+        })
+        .collect()
+}
+
 /// A nullable BLOB column; TEXT is taken as its bytes, as sqlx does.
 fn optional_bytes(value: rusqlite::types::ValueRef<'_>) -> Result<Option<Vec<u8>>, LedgerError> {
     use rusqlite::types::ValueRef;
@@ -342,12 +379,11 @@ fn optional_bytes(value: rusqlite::types::ValueRef<'_>) -> Result<Option<Vec<u8>
 
 fn direct_nodes(
     conn: &rusqlite::Connection,
-    level: i32,
-    idx: i64,
+    after: i64,
     limit: i64,
 ) -> Result<Vec<(NodeId, Hash)>, LedgerError> {
     let mut stmt = conn.prepare_cached(NODE_PAGE_SQL).map_err(direct_error)?;
-    let mut rows = stmt.query((level, idx, limit)).map_err(direct_error)?;
+    let mut rows = stmt.query((after, limit)).map_err(direct_error)?;
     let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1 << 20));
     while let Some(row) = rows.next().map_err(direct_error)? {
         let level: i32 = row.get(0).map_err(direct_error)?;
@@ -375,8 +411,35 @@ const ENTRIES_SQL: &str = "SELECT l.idx, l.leaf, l.leaf_hash, p.payload, p.redac
      FROM ledger_leaves l LEFT JOIN ledger_payloads p ON p.idx = l.idx \
      WHERE l.idx >= ? ORDER BY l.idx LIMIT ?";
 
-const NODE_PAGE_SQL: &str = "SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) > (?, ?) \
-     ORDER BY level, idx LIMIT ?";
+/// Pages of the proof index in `pos` order (the order [`LedgerStore::node_page`] leaves
+/// to the store).
+const NODE_PAGE_SQL: &str =
+    "SELECT level, idx, hash FROM ledger_nodes WHERE pos > ? ORDER BY pos LIMIT ?";
+
+/// The `ledger_nodes` key of the subtree hash (`level`, `idx`): the index of the leaf that
+/// completes it, times 64, plus its level (migration 1001 explains why).
+pub(crate) fn node_pos(id: NodeId) -> Result<i64, LedgerError> {
+    let end = id
+        .index
+        .checked_add(1)
+        .and_then(|n| n.checked_shl(u32::from(id.level)))
+        .filter(|n| n.leading_zeros() >= u32::from(id.level))
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|end| end.checked_mul(64))
+        .and_then(|p| p.checked_add(u64::from(id.level)));
+    end.filter(|_| id.level < 64)
+        .and_then(|p| i64::try_from(p).ok())
+        .ok_or_else(|| {
+            LedgerError::Corrupt(format!(
+                "subtree (level {}, index {}) is beyond the proof index's range",
+                id.level, id.index
+            ))
+        })
+}
+
+fn stored_pos(level: i32, idx: i64) -> Result<i64, LedgerError> {
+    node_pos(node_id(level, idx)?)
+}
 
 /// Applies the ledger's SQLite migrations, leaving other crates' migrations alone.
 pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), LedgerError> {
@@ -430,21 +493,13 @@ async fn read_nodes(
             if !leaves.is_empty() {
                 q.push(" UNION ALL ");
             }
-            // Point lookups on the primary key, OR-ed: SQLite plans each as an index
-            // seek, cheaper than materializing a VALUES table.
-            q.push("SELECT level, idx, hash FROM ledger_nodes WHERE ");
-            let mut first = true;
+            // Point lookups on the integer primary key.
+            q.push("SELECT level, idx, hash FROM ledger_nodes WHERE pos IN (");
+            let mut sep = q.separated(", ");
             for id in inner {
-                if !first {
-                    q.push(" OR ");
-                }
-                first = false;
-                q.push("(level = ");
-                q.push_bind(i32::from(id.level));
-                q.push(" AND idx = ");
-                q.push_bind(to_i64(id.index)?);
-                q.push(")");
+                sep.push_bind(node_pos(*id)?);
             }
+            q.push(")");
         }
         if chunk.is_empty() {
             continue;
@@ -501,6 +556,10 @@ impl LedgerStore for SqliteLedgerStore {
 
     fn nodes<'a>(&'a self, ids: &'a [NodeId]) -> BoxFuture<'a, Result<Vec<Hash>, LedgerError>> {
         Box::pin(async move {
+            if let Some(direct) = &self.direct {
+                let ids = ids.to_vec();
+                return direct.run(move |c| direct_read_nodes(c, &ids)).await;
+            }
             let mut conn = self.pool.acquire().await?;
             read_nodes(&mut conn, ids).await
         })
@@ -564,10 +623,12 @@ impl LedgerStore for SqliteLedgerStore {
                         seq.node_hashes.get(i)?,
                     ))
                 });
-                let mut q =
-                    QueryBuilder::<Sqlite>::new("INSERT INTO ledger_nodes (level, idx, hash) ");
-                q.push_values(rows, |mut b, (l, i, h)| {
-                    b.push_bind(*l).push_bind(*i).push_bind(h.as_slice());
+                let rows: Vec<(i64, &Vec<u8>)> = rows
+                    .map(|(l, i, h)| Ok((stored_pos(*l, *i)?, h)))
+                    .collect::<Result<_, LedgerError>>()?;
+                let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO ledger_nodes (pos, hash) ");
+                q.push_values(rows, |mut b, (pos, h)| {
+                    b.push_bind(pos).push_bind(h.as_slice());
                 });
                 q.build().execute(&mut *tx).await?;
             }
@@ -590,19 +651,16 @@ impl LedgerStore for SqliteLedgerStore {
         limit: u64,
     ) -> BoxFuture<'_, Result<Vec<(NodeId, Hash)>, LedgerError>> {
         Box::pin(async move {
-            let (level, idx) = match after {
-                Some(id) => (i32::from(id.level), to_i64(id.index)?),
-                None => (0, -1),
+            let after = match after {
+                Some(id) => node_pos(id)?,
+                None => -1,
             };
             let limit = to_i64(limit)?;
             if let Some(direct) = &self.direct {
-                return direct
-                    .run(move |c| direct_nodes(c, level, idx, limit))
-                    .await;
+                return direct.run(move |c| direct_nodes(c, after, limit)).await;
             }
             let rows = sqlx::query(NODE_PAGE_SQL)
-                .bind(level)
-                .bind(idx)
+                .bind(after)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
@@ -845,8 +903,14 @@ mod tests {
                 .execute(&pool)
                 .await
                 .unwrap();
-            sqlx::query("INSERT INTO ledger_nodes (level, idx, hash) VALUES (1, ?, ?)")
-                .bind(i)
+            sqlx::query("INSERT INTO ledger_nodes (pos, hash) VALUES (?, ?)")
+                .bind(
+                    node_pos(NodeId {
+                        level: 1,
+                        index: u64::try_from(i).unwrap(),
+                    })
+                    .unwrap(),
+                )
                 .bind(vec![7u8; 32])
                 .execute(&pool)
                 .await
@@ -877,6 +941,21 @@ mod tests {
         let nodes = store.node_page(after, 2).await.unwrap();
         assert_eq!(nodes, via_sqlx.node_page(after, 2).await.unwrap());
         assert_eq!(nodes.len(), 2);
+        let ids = [
+            NodeId { level: 0, index: 1 },
+            NodeId { level: 1, index: 3 },
+            NodeId { level: 0, index: 4 },
+        ];
+        assert_eq!(
+            store.nodes(&ids).await.unwrap(),
+            via_sqlx.nodes(&ids).await.unwrap()
+        );
+        let missing = [NodeId {
+            level: 1,
+            index: 99,
+        }];
+        assert!(store.nodes(&missing).await.is_err());
+        assert!(via_sqlx.nodes(&missing).await.is_err());
 
         // A bad stored hash is reported, not panicked on, on either path.
         sqlx::query("UPDATE ledger_leaves SET leaf_hash = x'00' WHERE idx = 4")
@@ -885,6 +964,127 @@ mod tests {
             .unwrap();
         assert!(store.entries(0, 10).await.is_err());
         assert!(via_sqlx.entries(0, 10).await.is_err());
+    }
+
+    /// Subtree hashes come into being in `pos` order (so a batch appends to the end of the
+    /// table), and SQLite's generated `level` and `idx` columns invert [`node_pos`].
+    #[tokio::test]
+    async fn node_positions_grow_in_creation_order_and_invert_in_sql() {
+        let mut frontier = crate::merkle::Frontier::new();
+        let mut ids = Vec::new();
+        for i in 0..5_000_u64 {
+            frontier.push([u8::try_from(i % 251).unwrap(); 32], |id, _| {
+                if id.level > 0 {
+                    ids.push(id);
+                }
+            });
+        }
+        assert_eq!(ids.len(), 5_000 - 5_000_u64.count_ones() as usize);
+        let pos: Vec<i64> = ids.iter().map(|id| node_pos(*id).unwrap()).collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "not in creation order");
+
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        migrate_sqlite(&pool).await.unwrap();
+        for (p, id) in pos.iter().zip(&ids) {
+            sqlx::query("INSERT INTO ledger_nodes (pos, hash) VALUES (?, ?)")
+                .bind(p)
+                .bind(vec![id.level; 32])
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let rows: Vec<(i32, i64)> =
+            sqlx::query_as("SELECT level, idx FROM ledger_nodes ORDER BY pos")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let back: Vec<NodeId> = rows
+            .into_iter()
+            .map(|(l, i)| node_id(l, i).unwrap())
+            .collect();
+        assert_eq!(back, ids);
+        let mut conn = pool.acquire().await.unwrap();
+        let hashes = read_nodes(&mut conn, &ids[100..110]).await.unwrap();
+        assert_eq!(
+            hashes,
+            ids[100..110]
+                .iter()
+                .map(|id| [id.level; 32])
+                .collect::<Vec<_>>()
+        );
+
+        assert!(
+            node_pos(NodeId {
+                level: 64,
+                index: 0
+            })
+            .is_err()
+        );
+        assert!(
+            node_pos(NodeId {
+                level: 1,
+                index: u64::MAX
+            })
+            .is_err()
+        );
+        assert!(
+            node_pos(NodeId {
+                level: 40,
+                index: 1 << 30
+            })
+            .is_err()
+        );
+    }
+
+    /// Migration 1001 re-keys a proof index written under 1000 without losing a hash.
+    #[tokio::test]
+    async fn migration_1001_rekeys_existing_subtree_hashes() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::raw_sql(include_str!("../migrations/sqlite/1000_ledger_init.sql"))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let ids: [(i32, i64); 8] = [
+            (1, 0),
+            (1, 1),
+            (2, 0),
+            (1, 2),
+            (1, 3),
+            (2, 1),
+            (3, 0),
+            (1, 4),
+        ];
+        let byte = |level: i32, idx: i64| u8::try_from(i64::from(level) * 10 + idx).unwrap();
+        for (level, idx) in ids {
+            sqlx::query("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)")
+                .bind(level)
+                .bind(idx)
+                .bind(vec![byte(level, idx); 32])
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        sqlx::raw_sql(include_str!(
+            "../migrations/sqlite/1001_ledger_nodes_by_position.sql"
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let rows: Vec<(i64, i32, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT pos, level, idx, hash FROM ledger_nodes ORDER BY pos")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), ids.len());
+        for ((pos, level, idx, hash), want) in rows.iter().zip(ids) {
+            assert_eq!((*level, *idx), want, "creation order");
+            assert_eq!(*pos, stored_pos(*level, *idx).unwrap());
+            assert_eq!(
+                hash,
+                &vec![u8::try_from(level * 10 + i32::try_from(*idx).unwrap()).unwrap(); 32]
+            );
+        }
     }
 
     #[tokio::test]
