@@ -141,6 +141,14 @@ fn init_refuses_to_overwrite_without_force_and_keeps_secrets_private() {
         assert_eq!(mode(&data.join("keys/node.ed25519")), 0o600);
         assert_eq!(mode(&data.join("admin.token")), 0o600);
         assert_eq!(mode(&data.join("keys/node.ed25519.pub")), 0o644);
+        // The database holds the ledger and the hashes of keys and sessions.
+        for file in ["lexecon.db", "lexecon.db-wal", "lexecon.db-shm"] {
+            let path = data.join(file);
+            if path.exists() {
+                assert_eq!(mode(&path), 0o600, "{file}");
+            }
+        }
+        assert!(data.join("lexecon.db").exists());
     }
     let old_token = admin_token(&data);
     let forced = lexecon(dir.path(), &["init", "--data-dir", "data", "--force"]);

@@ -63,16 +63,31 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Creates an empty database file readable only by its owner, unless `path` exists or
+/// names an in-memory database. The ledger, users, key hashes and sessions live in it,
+/// and SQLite gives its `-wal` and `-shm` files the database file's permissions.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let name = path.to_string_lossy();
+    if name.starts_with(":memory:") || name.starts_with("file:") || path.exists() {
+        return Ok(());
+    }
+    match crate::init::write_secret_file(path, b"") {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
 impl Database {
-    /// Opens (creating an SQLite file if needed) the database at `url`.
+    /// Opens (creating an SQLite file, mode 0600, if needed) the database at `url`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Database, DbError> {
         let open_err = |source| DbError::Open {
             url: redact_url(url),
             source,
         };
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(open_err)?
+            let options = SqliteConnectOptions::from_str(url).map_err(open_err)?;
+            create_private(options.get_filename()).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -82,6 +97,8 @@ impl Database {
                 // not on whichever connection commits: an automatic checkpoint inside a
                 // commit costs the callers of that batch 15-20 ms.
                 .pragma("wal_autocheckpoint", "0")
+                // Statement journals and sorts in memory, not in files under /var/tmp.
+                .pragma("temp_store", "memory")
                 // Let sqlx's worker thread run ahead by a page of rows (verification and
                 // exports read millions).
                 .row_buffer_size(16_384);
