@@ -120,7 +120,7 @@ impl Direct {
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let idle = this.idle.lock().ok().and_then(|mut idle| idle.pop());
             let conn = match idle {
                 Some(conn) => conn,
@@ -143,7 +143,14 @@ impl Direct {
             out
         })
         .await
-        .map_err(|e| LedgerError::Corrupt(format!("ledger reader thread failed: {e}")))?
+    }
+
+    fn lock_writer(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<rusqlite::Connection>>, LedgerError> {
+        self.writer
+            .lock()
+            .map_err(|_| LedgerError::Corrupt("the ledger writer connection is poisoned".into()))
     }
 
     /// Commits a sequenced batch in one `BEGIN IMMEDIATE` transaction if the log's head
@@ -155,10 +162,8 @@ impl Direct {
         payloads: Vec<Vec<u8>>,
     ) -> Result<Result<Sequenced, HeadMoved>, LedgerError> {
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = this.writer.lock().map_err(|_| {
-                LedgerError::Corrupt("the ledger writer connection is poisoned".into())
-            })?;
+        blocking(move || {
+            let mut guard = this.lock_writer()?;
             if guard.is_none() {
                 *guard = Some(open_writer(&this.path).map_err(direct_error)?);
             }
@@ -173,7 +178,6 @@ impl Direct {
             Ok(outcome?.map(|()| seq))
         })
         .await
-        .map_err(|e| LedgerError::Corrupt(format!("ledger writer thread failed: {e}")))?
     }
 }
 
@@ -183,10 +187,8 @@ impl Direct {
     /// starts the WAL over from its beginning.
     async fn checkpoint_between_batches(self: &Arc<Self>) -> Result<(), LedgerError> {
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = this.writer.lock().map_err(|_| {
-                LedgerError::Corrupt("the ledger writer connection is poisoned".into())
-            })?;
+        blocking(move || {
+            let mut guard = this.lock_writer()?;
             let Some(conn) = guard.as_mut() else {
                 return Ok(());
             };
@@ -201,7 +203,6 @@ impl Direct {
             Ok(())
         })
         .await
-        .map_err(|e| LedgerError::Corrupt(format!("ledger writer thread failed: {e}")))?
     }
 }
 
@@ -243,11 +244,7 @@ fn write_batch(
             None => Head::default(),
             Some(row) => Head {
                 size: to_u64(row.get(0).map_err(direct_error)?)? + 1,
-                last_leaf_hash: to_hash(
-                    row.get_ref(1)
-                        .and_then(|v| Ok(v.as_blob()?))
-                        .map_err(direct_error)?,
-                )?,
+                last_leaf_hash: to_hash(blob_column(row, 1)?)?,
             },
         }
     };
@@ -299,6 +296,15 @@ fn write_batch(
     Ok(Ok(()))
 }
 
+/// Runs `work` on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
+) -> Result<T, LedgerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LedgerError::Corrupt(format!("ledger database thread failed: {e}")))?
+}
+
 fn direct_error(e: rusqlite::Error) -> LedgerError {
     LedgerError::Sqlite(e.to_string())
 }
@@ -312,14 +318,10 @@ fn direct_entries(
     let mut rows = stmt.query((from, limit)).map_err(direct_error)?;
     let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1 << 20));
     while let Some(row) = rows.next().map_err(direct_error)? {
-        let hash = row
-            .get_ref(2)
-            .and_then(|v| Ok(v.as_blob()?))
-            .map_err(direct_error)?;
         out.push(entry_from_parts(
             row.get(0).map_err(direct_error)?,
             row.get(1).map_err(direct_error)?,
-            hash,
+            blob_column(row, 2)?,
             optional_bytes(row.get_ref(3).map_err(direct_error)?)?,
             row.get(4).map_err(direct_error)?,
             row.get(5).map_err(direct_error)?,
@@ -355,13 +357,16 @@ fn direct_read_nodes(
                     id.level, id.index
                 ))
             })?;
-            to_hash(
-                row.get_ref(0)
-                    .and_then(|v| Ok(v.as_blob()?))
-                    .map_err(direct_error)?,
-            )
+            to_hash(blob_column(row, 0)?)
         })
         .collect()
+}
+
+/// Column `i` of `row`, which must be a BLOB.
+fn blob_column<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8], LedgerError> {
+    row.get_ref(i)
+        .and_then(|v| Ok(v.as_blob()?))
+        .map_err(direct_error)
 }
 
 /// A nullable BLOB column; TEXT is taken as its bytes, as sqlx does.
@@ -387,13 +392,9 @@ fn direct_nodes(
     let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1 << 20));
     while let Some(row) = rows.next().map_err(direct_error)? {
         let level: i32 = row.get(0).map_err(direct_error)?;
-        let hash = row
-            .get_ref(2)
-            .and_then(|v| Ok(v.as_blob()?))
-            .map_err(direct_error)?;
         out.push((
             node_id(level, row.get(1).map_err(direct_error)?)?,
-            to_hash(hash)?,
+            to_hash(blob_column(row, 2)?)?,
         ));
     }
     Ok(out)
