@@ -140,6 +140,19 @@ async fn fill(ledger: &Ledger, n: u64) {
     }
 }
 
+/// Full verification of `store` with the key of `signer(1)`.
+async fn verify_signed_by_1(store: Arc<dyn LedgerStore>) -> VerifyReport {
+    verify(
+        store,
+        &VerifyOptions {
+            verifiers: vec![signer(1).verifier()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn check_verify(db: &Db, options: &VerifyOptions) -> VerifyReport {
     verify(db.store(), options).await.unwrap()
 }
@@ -663,15 +676,7 @@ async fn two_processes_append_to_one_postgres_log() {
         .filter_map(|e| e.payload_json().and_then(|p| p["pid"].as_u64()))
         .collect();
     assert_eq!(pids.len(), 2, "both processes wrote");
-    let report = verify(
-        store,
-        &VerifyOptions {
-            verifiers: vec![signer(1).verifier()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let report = verify_signed_by_1(store).await;
     assert!(report.valid, "{report:?}");
     assert!(report.checkpoints >= 2);
 }
@@ -754,15 +759,7 @@ async fn two_writers_on_one_sqlite_file_make_one_log() {
         .collect();
     let switches = writers.windows(2).filter(|w| w[0] != w[1]).count();
     assert!(switches >= 2, "the writers never interleaved: {writers:?}");
-    let report = verify(
-        store,
-        &VerifyOptions {
-            verifiers: vec![signer(1).verifier()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let report = verify_signed_by_1(store).await;
     assert!(report.valid, "{report:?}");
     assert_eq!(report.entries, 200);
 }
