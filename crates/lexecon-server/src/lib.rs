@@ -8,6 +8,7 @@
 //! drain, the ledger flushes and signs a final checkpoint.
 
 pub mod auth;
+pub mod coalesce;
 pub mod convert;
 pub mod metrics;
 pub mod services;
@@ -262,12 +263,14 @@ pub async fn serve(
         }
     };
     // Our own listener bypasses the builder's tcp_nodelay, so set it on each connection:
-    // without it Nagle and delayed ACKs add ~40 ms to every unary call.
+    // without it Nagle and delayed ACKs add ~40 ms to every unary call. The coalescing
+    // stream then gathers the responses that are ready together into one write.
     let incoming = tokio_stream::StreamExt::map(
         tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
         |conn| {
-            conn.inspect(|stream| {
+            conn.map(|stream| {
                 let _ = stream.set_nodelay(true);
+                coalesce::CoalescingStream::new(stream)
             })
         },
     );
