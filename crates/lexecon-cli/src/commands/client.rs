@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use lexecon_engine::config::{Config, Sources};
+use lexecon_server::coalesce::CoalescingStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// `--server`, `--token`, `--data-dir`, `--config`: how to reach and authenticate to a server.
@@ -73,13 +74,37 @@ impl ServerArgs {
 
 /// Connects to `url`, saying clearly when no server answers.
 pub(crate) async fn connect(url: &str) -> Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    let endpoint = endpoint(url)?.tcp_nodelay(true);
+    endpoint.connect().await.map_err(|e| no_server(url, &e))
+}
+
+/// Connects to `url` like [`connect`], with writes gathered as the server gathers them
+/// ([`CoalescingStream`]): a load generator's calls, sent by many tasks at once, then
+/// leave in one write per connection instead of one each.
+pub(crate) async fn connect_coalescing(url: &str) -> Result<Channel> {
+    let connector = tower::service_fn(|uri: tonic::transport::Uri| async move {
+        let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+        let port = uri.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((host, port)).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(CoalescingStream::new(stream)))
+    });
+    endpoint(url)?
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| no_server(url, &e))
+}
+
+fn endpoint(url: &str) -> Result<Endpoint> {
+    Ok(Endpoint::from_shared(url.to_owned())
         .map_err(|e| anyhow!("invalid --server {url:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true);
-    endpoint.connect().await.map_err(|e| {
-        anyhow!("no Lexecon server answers at {url} ({e}); start one with `lexecon server` or pass --server")
-    })
+        .connect_timeout(Duration::from_secs(3)))
+}
+
+fn no_server(url: &str, e: &tonic::transport::Error) -> anyhow::Error {
+    anyhow!(
+        "no Lexecon server answers at {url} ({e}); start one with `lexecon server` or pass --server"
+    )
 }
 
 /// A request carrying `authorization: Bearer <token>`.

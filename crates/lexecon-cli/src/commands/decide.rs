@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use lexecon_proto::v1::decision_service_client::DecisionServiceClient;
 use lexecon_proto::v1::{DecideRequest, DecideResponse, LlmUsage, Outcome, PolicyMode, RiskLevel};
 use serde_json::json;
@@ -279,6 +279,10 @@ pub(crate) struct BenchDecideArgs {
     /// HTTP/2 connections to spread them over.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Threads the load generator runs on. One keeps up with 64 calls in flight and leaves
+    /// the other cores to a server on the same machine.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -323,10 +327,19 @@ pub(crate) struct BenchReport {
 }
 
 pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
-    if args.concurrency == 0 || args.connections == 0 || args.duration == 0 {
-        bail!("--concurrency, --connections and --duration must be at least 1");
+    if args.concurrency == 0 || args.connections == 0 || args.duration == 0 || args.threads == 0 {
+        bail!("--concurrency, --connections, --duration and --threads must be at least 1");
     }
-    let rt = runtime()?;
+    let rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(args.threads);
+        builder
+    }
+    .enable_all()
+    .build()
+    .context("starting the async runtime")?;
     let mut report = rt.block_on(bench(args))?;
     if args.with_echo {
         let echo = rt.block_on(bench_echo(args))?;
@@ -369,7 +382,7 @@ async fn bench_echo(args: &BenchDecideArgs) -> Result<f64> {
     let url = args.server.server_url()?;
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        channels.push(super::client::connect(&url).await?);
+        channels.push(super::client::connect_coalescing(&url).await?);
     }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
@@ -408,7 +421,7 @@ async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
     let bearer = args.server.bearer()?;
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        channels.push(super::client::connect(&url).await?);
+        channels.push(super::client::connect_coalescing(&url).await?);
     }
     let template = DecideRequest {
         actor: args.actor.clone(),
