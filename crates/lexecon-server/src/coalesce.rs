@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Past this many buffered bytes a write goes to the socket without waiting for a flush.
 const MAX_BUFFERED: usize = 256 * 1024;
+/// What an idle connection keeps of a buffer that grew past [`MAX_BUFFERED`].
+const KEPT_CAPACITY: usize = 16 * 1024;
 
 /// A byte stream whose flushes wait until the worker has no other ready task, so that
 /// what several tasks write in the meantime reaches the socket in one call.
@@ -81,6 +83,10 @@ impl<T: AsyncWrite + Unpin> CoalescingStream<T> {
             self.written += n;
         }
         self.buf.clear();
+        if self.buf.capacity() > MAX_BUFFERED {
+            // A burst (a large export, say) need not pin its buffer for the connection's life.
+            self.buf.shrink_to(KEPT_CAPACITY);
+        }
         self.written = 0;
         self.flush_turn = None;
         Poll::Ready(Ok(()))
@@ -270,6 +276,15 @@ mod tests {
         stream.write_all(&block).await.unwrap();
         assert!(socket.writes().is_empty());
         stream.write_all(b"more").await.unwrap();
-        assert_eq!(socket.writes(), vec![block]);
+        assert_eq!(socket.writes(), vec![block.clone()]);
+        // Once drained, the connection does not keep the burst's memory.
+        stream.write_all(&block).await.unwrap();
+        stream.write_all(&block).await.unwrap();
+        stream.flush().await.unwrap();
+        assert!(
+            stream.buf.capacity() <= MAX_BUFFERED,
+            "{}",
+            stream.buf.capacity()
+        );
     }
 }
