@@ -9,7 +9,7 @@ use lexecon_budget::{
     BudgetError, BudgetManager, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore,
 };
 use lexecon_capability::{Claims, KeyRing, RevocationList, VerifyError, VerifyOptions};
-use lexecon_core::{ActionRequest, Clock, DecisionId, Outcome, Timestamp, TokenId};
+use lexecon_core::{ActionRequest, Clock, DecisionId, Outcome, ReservationId, Timestamp, TokenId};
 use lexecon_ledger::{
     EntryKind, Ledger, LedgerError, LedgerStore, PgLedgerStore, Receipt, SqliteLedgerStore,
 };
@@ -58,6 +58,9 @@ pub enum EngineError {
     /// Something the caller asked for was not found.
     #[error("{0}")]
     NotFound(String),
+    /// Another call (here or on another server) is deciding the same request; retry.
+    #[error("{0}")]
+    InProgress(String),
 }
 
 impl From<sqlx::Error> for EngineError {
@@ -79,6 +82,38 @@ impl RevocationList for Revocations {
 }
 
 type IdemKey = (String, String);
+
+/// How long an unfinished idempotency claim protects its request. A claim lives from
+/// just before its ledger append to just after it (milliseconds); one older than this
+/// belongs to a call that crashed, and if its entry is not in the ledger it answered
+/// nobody, so the request may be decided again.
+const CLAIM_LEASE_SECS: i64 = 30;
+
+/// How long a call waits for another call's unfinished claim before answering
+/// [`EngineError::InProgress`].
+const IN_PROGRESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An idempotency row.
+enum Stored {
+    /// Recorded in the ledger: the answer.
+    Done(Decision),
+    /// Claimed before its ledger append and not (yet) marked recorded.
+    Claimed {
+        decision: Decision,
+        /// The ledger's size when it was claimed: its entry, if any, is at or after.
+        ledger_from: u64,
+        /// Unix microseconds.
+        claimed_at: i64,
+    },
+}
+
+/// A decision made, its token minted and its ledger payload built, not yet appended.
+struct Prepared {
+    /// With a zero receipt.
+    decision: Decision,
+    payload: Vec<u8>,
+    reservation: Option<ReservationId>,
+}
 
 /// The governance engine.
 #[derive(Debug)]
@@ -309,7 +344,8 @@ impl Engine {
     }
 
     /// Decides a request for `principal`. With a `request_id`, the same principal asking
-    /// again gets the same decision back and no second ledger entry.
+    /// again gets the same decision back and no second ledger entry, from this server or
+    /// any other on the same database, and after a crash.
     pub async fn decide(
         &self,
         principal: &str,
@@ -317,7 +353,8 @@ impl Engine {
         request_id: Option<String>,
     ) -> Result<Decision, EngineError> {
         let Some(request_id) = request_id else {
-            return self.decide_once(principal, req, None).await;
+            let prepared = self.prepare(principal, req, None).await?;
+            return self.record(prepared).await;
         };
         let key = (principal.to_owned(), request_id.clone());
         let cell = {
@@ -329,17 +366,7 @@ impl Engine {
             Arc::clone(map.entry(key.clone()).or_default())
         };
         let result = cell
-            .get_or_try_init(|| async {
-                if let Some(stored) = self.stored_decision(principal, &request_id).await? {
-                    return Ok(stored);
-                }
-                let decision = self
-                    .decide_once(principal, req, Some(request_id.clone()))
-                    .await?;
-                self.store_decision(principal, &request_id, &decision)
-                    .await?;
-                Ok::<_, EngineError>(decision)
-            })
+            .get_or_try_init(|| self.decide_once_per_key(principal, req, &request_id))
             .await
             .cloned();
         // Once the decision is stored, the database answers repeats; keep the map small.
@@ -349,12 +376,149 @@ impl Engine {
         result
     }
 
-    async fn decide_once(
+    /// The database side of idempotency. The decision is claimed in `engine_idempotency`
+    /// before its ledger entry is appended (with the ledger's size at that moment) and
+    /// completed after. A claim found unfinished means another call is appending, or
+    /// one crashed: if the ledger holds the claimed decision, that decision is the
+    /// answer; if not and the claim is older than [`CLAIM_LEASE_SECS`], the crashed call
+    /// answered nobody and the request is decided afresh.
+    async fn decide_once_per_key(
+        &self,
+        principal: &str,
+        req: ActionRequest,
+        request_id: &str,
+    ) -> Result<Decision, EngineError> {
+        let give_up = tokio::time::Instant::now() + IN_PROGRESS_WAIT;
+        loop {
+            match self.stored_decision(principal, request_id).await? {
+                Some(Stored::Done(decision)) => return Ok(decision),
+                Some(Stored::Claimed {
+                    decision,
+                    ledger_from,
+                    claimed_at,
+                }) => {
+                    if let Some(done) = self
+                        .find_claimed(principal, request_id, decision, ledger_from)
+                        .await?
+                    {
+                        return Ok(done);
+                    }
+                    let age_secs = (self.clock.now().unix_micros() - claimed_at) / 1_000_000;
+                    if age_secs >= CLAIM_LEASE_SECS {
+                        tracing::warn!(
+                            request_id,
+                            age_secs,
+                            "an unfinished decision claim has no ledger entry; deciding afresh"
+                        );
+                        self.drop_claim(principal, request_id, claimed_at).await?;
+                        continue;
+                    }
+                    if tokio::time::Instant::now() >= give_up {
+                        return Err(EngineError::InProgress(format!(
+                            "request_id {request_id:?} is being decided by another call; retry in a few seconds"
+                        )));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+                None => {}
+            }
+            let prepared = self
+                .prepare(principal, req.clone(), Some(request_id.to_owned()))
+                .await?;
+            let ledger_from = match self.ledger.tree_size().await {
+                Ok(size) => size,
+                Err(e) => {
+                    self.release_reservation(prepared.reservation).await;
+                    return Err(e.into());
+                }
+            };
+            let claimed_at = self.clock.now().unix_micros();
+            match self
+                .claim(
+                    principal,
+                    request_id,
+                    &prepared.decision,
+                    ledger_from,
+                    claimed_at,
+                )
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another server claimed it first: its decision is the answer.
+                    self.release_reservation(prepared.reservation).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.release_reservation(prepared.reservation).await;
+                    return Err(e);
+                }
+            }
+            let decision = match self.record(prepared).await {
+                Ok(decision) => decision,
+                Err(e) => {
+                    // Nothing was recorded: let a retry decide at once.
+                    if let Err(drop_err) = self.drop_claim(principal, request_id, claimed_at).await
+                    {
+                        tracing::warn!(error = %drop_err, "could not drop a failed decision claim; it expires");
+                    }
+                    return Err(e);
+                }
+            };
+            self.complete(principal, request_id, &decision).await?;
+            return Ok(decision);
+        }
+    }
+
+    /// Looks for the claimed decision's entry in the ledger from `ledger_from` on; when
+    /// it is there, completes the claim and returns the decision with its receipt.
+    async fn find_claimed(
+        &self,
+        principal: &str,
+        request_id: &str,
+        mut decision: Decision,
+        ledger_from: u64,
+    ) -> Result<Option<Decision>, EngineError> {
+        const PAGE: u64 = 1_000;
+        let id = decision.decision_id.to_string();
+        let mut from = ledger_from;
+        loop {
+            let entries = self.ledger.entries(from, PAGE).await?;
+            let Some(last) = entries.last() else {
+                return Ok(None);
+            };
+            from = last.index + 1;
+            for entry in &entries {
+                let Some(payload) = entry.payload.as_deref() else {
+                    continue;
+                };
+                // Parse only the entries that mention the id.
+                if !payload.windows(id.len()).any(|w| w == id.as_bytes()) {
+                    continue;
+                }
+                let json = entry.payload_json();
+                if json.as_ref().and_then(|j| j.get("decision_id")?.as_str()) == Some(&id) {
+                    decision.ledger_index = entry.index;
+                    decision.ledger_leaf_hash = entry.leaf_hash;
+                    self.complete(principal, request_id, &decision).await?;
+                    return Ok(Some(decision));
+                }
+            }
+            if (entries.len() as u64) < PAGE {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Validates nothing (the caller did), decides, mints the token and builds the ledger
+    /// payload: everything but the append.
+    async fn prepare(
         &self,
         principal: &str,
         req: ActionRequest,
         request_id: Option<String>,
-    ) -> Result<Decision, EngineError> {
+    ) -> Result<Prepared, EngineError> {
         let now = self.clock.now();
         let decision_id = DecisionId::new(now, rand::thread_rng().r#gen());
         let policy = self.policy.current();
@@ -431,73 +595,144 @@ impl Engine {
             token_claims.as_ref(),
             reservation_text.as_deref(),
         );
-        let appended = match payload {
-            Ok(bytes) => self
-                .ledger
-                .append_bytes(EntryKind::Decision, bytes)
-                .await
-                .map_err(EngineError::from),
-            Err(e) => Err(e),
-        };
-        let receipt: Receipt = match appended {
-            Ok(receipt) => receipt,
+        let payload = match payload {
+            Ok(bytes) => bytes,
             Err(e) => {
-                // Nothing was acknowledged: give the reservation back.
-                if let Some(id) = reservation {
-                    let _ = self.budget.release(id).await;
-                }
+                self.release_reservation(reservation).await;
                 return Err(e);
             }
         };
-        Ok(Decision {
-            decision_id,
-            request_id,
-            outcome,
-            effective_mode: eval.mode,
-            reasoning,
-            reasons,
-            risk_level: assessment.level,
-            risk_score: assessment.score,
-            risk_dimensions: dimension_views(&assessment),
-            capability_token: token,
-            token_expires_at: token_claims.as_ref().map(|c| c.expires_at),
-            reservation_id: reservation_text,
-            ledger_index: receipt.index,
-            ledger_leaf_hash: receipt.leaf_hash,
-            policy_version_hash: policy_hash,
-            decided_at: now,
+        Ok(Prepared {
+            decision: Decision {
+                decision_id,
+                request_id,
+                outcome,
+                effective_mode: eval.mode,
+                reasoning,
+                reasons,
+                risk_level: assessment.level,
+                risk_score: assessment.score,
+                risk_dimensions: dimension_views(&assessment),
+                capability_token: token,
+                token_expires_at: token_claims.as_ref().map(|c| c.expires_at),
+                reservation_id: reservation_text,
+                ledger_index: 0,
+                ledger_leaf_hash: [0; 32],
+                policy_version_hash: policy_hash,
+                decided_at: now,
+            },
+            payload,
+            reservation,
         })
     }
 
+    /// Appends a prepared decision's entry and returns the decision with its receipt.
+    /// On failure nothing was acknowledged, and the budget reservation is given back.
+    async fn record(&self, prepared: Prepared) -> Result<Decision, EngineError> {
+        let Prepared {
+            mut decision,
+            payload,
+            reservation,
+        } = prepared;
+        match self.ledger.append_bytes(EntryKind::Decision, payload).await {
+            Ok(receipt) => {
+                let receipt: Receipt = receipt;
+                decision.ledger_index = receipt.index;
+                decision.ledger_leaf_hash = receipt.leaf_hash;
+                Ok(decision)
+            }
+            Err(e) => {
+                self.release_reservation(reservation).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn release_reservation(&self, reservation: Option<ReservationId>) {
+        if let Some(id) = reservation {
+            let _ = self.budget.release(id).await;
+        }
+    }
+
+    /// The idempotency row of `(principal, request_id)`, if any.
     async fn stored_decision(
         &self,
         principal: &str,
         request_id: &str,
-    ) -> Result<Option<Decision>, EngineError> {
-        let row: Option<(String,)> = match &self.db {
+    ) -> Result<Option<Stored>, EngineError> {
+        let row: Option<(String, i64, Option<i64>)> = match &self.db {
             Database::Sqlite(pool) => sqlx::query_as(
-                "SELECT decision FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2",
+                "SELECT decision, created_at, ledger_from FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2",
             )
             .bind(principal)
             .bind(request_id)
             .fetch_optional(pool)
             .await?,
             Database::Postgres(pool) => sqlx::query_as(
-                "SELECT decision FROM engine_idempotency WHERE principal = $1 AND request_id = $2",
+                "SELECT decision, created_at, ledger_from FROM engine_idempotency WHERE principal = $1 AND request_id = $2",
             )
             .bind(principal)
             .bind(request_id)
             .fetch_optional(pool)
             .await?,
         };
-        row.map(|(json,)| {
-            serde_json::from_str(&json)
-                .map_err(|e| EngineError::NotFound(format!("stored decision is unreadable: {e}")))
-        })
-        .transpose()
+        let Some((json, created_at, ledger_from)) = row else {
+            return Ok(None);
+        };
+        let decision: Decision = serde_json::from_str(&json)
+            .map_err(|e| EngineError::NotFound(format!("stored decision is unreadable: {e}")))?;
+        Ok(Some(match ledger_from {
+            None => Stored::Done(decision),
+            Some(from) => Stored::Claimed {
+                decision,
+                ledger_from: u64::try_from(from).unwrap_or(0),
+                claimed_at: created_at,
+            },
+        }))
     }
 
-    async fn store_decision(
+    /// Claims `(principal, request_id)` for `decision`, not yet recorded; `false` when
+    /// another call holds the key already.
+    async fn claim(
+        &self,
+        principal: &str,
+        request_id: &str,
+        decision: &Decision,
+        ledger_from: u64,
+        claimed_at: i64,
+    ) -> Result<bool, EngineError> {
+        let json = serde_json::to_string(decision)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let from = i64::try_from(ledger_from).unwrap_or(i64::MAX);
+        let inserted = match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query("INSERT OR IGNORE INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from) VALUES (?1, ?2, ?3, ?4, ?5)")
+                    .bind(principal)
+                    .bind(request_id)
+                    .bind(json)
+                    .bind(claimed_at)
+                    .bind(from)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+            Database::Postgres(pool) => {
+                sqlx::query("INSERT INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                    .bind(principal)
+                    .bind(request_id)
+                    .bind(json)
+                    .bind(claimed_at)
+                    .bind(from)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        Ok(inserted == 1)
+    }
+
+    /// Marks the claim of `(principal, request_id)` recorded, with the decision's receipt.
+    async fn complete(
         &self,
         principal: &str,
         request_id: &str,
@@ -505,23 +740,65 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let json = serde_json::to_string(decision)
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-        let at = decision.decided_at.unix_micros();
+        self.execute_keyed(
+            "UPDATE engine_idempotency SET decision = ?3, ledger_from = NULL WHERE principal = ?1 AND request_id = ?2",
+            "UPDATE engine_idempotency SET decision = $3, ledger_from = NULL WHERE principal = $1 AND request_id = $2",
+            principal,
+            request_id,
+            json,
+        )
+        .await
+    }
+
+    /// Removes an unfinished claim made at `claimed_at` (and no other).
+    async fn drop_claim(
+        &self,
+        principal: &str,
+        request_id: &str,
+        claimed_at: i64,
+    ) -> Result<(), EngineError> {
+        self.execute_keyed(
+            "DELETE FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2 AND created_at = ?3 AND ledger_from IS NOT NULL",
+            "DELETE FROM engine_idempotency WHERE principal = $1 AND request_id = $2 AND created_at = $3 AND ledger_from IS NOT NULL",
+            principal,
+            request_id,
+            claimed_at,
+        )
+        .await
+    }
+
+    /// Runs one statement on an idempotency row: `sqlite` or `postgres` by the database,
+    /// bound to `(principal, request_id, third)`.
+    async fn execute_keyed<T>(
+        &self,
+        sqlite: &str,
+        postgres: &str,
+        principal: &str,
+        request_id: &str,
+        third: T,
+    ) -> Result<(), EngineError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'q> sqlx::Encode<'q, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + Send
+            + 'static,
+    {
         match &self.db {
             Database::Sqlite(pool) => {
-                sqlx::query("INSERT OR IGNORE INTO engine_idempotency (principal, request_id, decision, created_at) VALUES (?1, ?2, ?3, ?4)")
+                sqlx::query(sqlite)
                     .bind(principal)
                     .bind(request_id)
-                    .bind(json)
-                    .bind(at)
+                    .bind(third)
                     .execute(pool)
                     .await?;
             }
             Database::Postgres(pool) => {
-                sqlx::query("INSERT INTO engine_idempotency (principal, request_id, decision, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                sqlx::query(postgres)
                     .bind(principal)
                     .bind(request_id)
-                    .bind(json)
-                    .bind(at)
+                    .bind(third)
                     .execute(pool)
                     .await?;
             }
@@ -1150,3 +1427,6 @@ fn decision_payload(
     serde_json::to_vec(&payload)
         .map_err(|e| EngineError::InvalidArgument(format!("cannot encode the decision: {e}")))
 }
+
+#[cfg(test)]
+mod tests;

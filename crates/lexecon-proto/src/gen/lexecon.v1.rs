@@ -2307,7 +2307,9 @@ pub struct DecideRequest {
         ::prost::alloc::string::String,
     >,
     /// Idempotency key: the same principal sending the same request_id gets the same
-    /// decision back and no second ledger entry. Empty means no idempotency.
+    /// decision back and no second ledger entry, from any server and after a crash.
+    /// While another call is deciding the same key the answer is UNAVAILABLE: retry.
+    /// Empty means no idempotency.
     #[prost(string, tag = "9")]
     pub request_id: ::prost::alloc::string::String,
     /// The LLM call this action makes, if it is one.

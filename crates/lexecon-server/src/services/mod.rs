@@ -42,6 +42,7 @@ pub fn status(err: EngineError) -> Status {
     match err {
         EngineError::InvalidArgument(msg) => Status::invalid_argument(msg),
         EngineError::NotFound(msg) => Status::not_found(msg),
+        EngineError::InProgress(msg) => Status::unavailable(msg),
         EngineError::Policy(e) => Status::invalid_argument(e.to_string()),
         other => {
             tracing::error!(error = %other, "request failed");

@@ -1,0 +1,3 @@
+-- A Decide with a request_id claims its key before the ledger append (ledger_from = the
+-- ledger's size then) and clears ledger_from once the entry is recorded; NULL = recorded.
+ALTER TABLE engine_idempotency ADD COLUMN ledger_from INTEGER;

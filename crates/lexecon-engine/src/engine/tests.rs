@@ -1,0 +1,212 @@
+//! Idempotency of `Decide` across crashes and servers: a claim is written before the
+//! ledger append and completed after, and a call that finds an unfinished claim answers
+//! with the ledger's decision or, once the claim's lease is over, decides afresh.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lexecon_core::{ActionRequest, Clock, ManualClock, SystemClock};
+
+use super::*;
+use crate::config::Sources;
+use crate::init::{InitOptions, init};
+
+fn request() -> ActionRequest {
+    ActionRequest::new("ai_agent:customer_service", "read:customer_data")
+        .and_then(|r| r.with_tool("database_query"))
+        .and_then(|r| r.with_data_class("pii"))
+        .unwrap()
+}
+
+async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> Engine {
+    let data = dir.join("data");
+    if !data.join("lexecon.toml").exists() {
+        let options = InitOptions {
+            data_dir: data.clone(),
+            node_id: "test".into(),
+            rsa: false,
+            force: false,
+        };
+        init(&options, Arc::clone(&clock)).await.unwrap();
+    }
+    let mut config = Config::load(&Sources {
+        data_dir: Some(data),
+        config_file: None,
+    })
+    .unwrap();
+    config.database.url = database_url.map(str::to_owned);
+    Engine::open(config, clock).await.unwrap()
+}
+
+/// Decision entries in the ledger.
+async fn decisions(engine: &Engine) -> Vec<serde_json::Value> {
+    let size = engine.ledger.tree_size().await.unwrap();
+    engine
+        .ledger
+        .entries(0, size)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.payload_json())
+        .filter(|j| j.get("decision_id").is_some())
+        .collect()
+}
+
+/// Runs the idempotent path up to and including its claim, as a call that then crashed.
+async fn claim_only(engine: &Engine, request_id: &str) -> (Prepared, i64) {
+    let prepared = engine
+        .prepare("alice", request(), Some(request_id.to_owned()))
+        .await
+        .unwrap();
+    let from = engine.ledger.tree_size().await.unwrap();
+    let at = engine.clock.now().unix_micros();
+    assert!(
+        engine
+            .claim("alice", request_id, &prepared.decision, from, at)
+            .await
+            .unwrap()
+    );
+    (prepared, at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_recorded_just_before_a_crash_is_the_answer_to_its_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    // The call claimed its key and appended its entry, then died before completing the
+    // claim: the client never got an answer and retries.
+    let (prepared, _) = claim_only(&engine, "r-1").await;
+    let recorded = engine.record(prepared).await.unwrap();
+    let before = decisions(&engine).await.len();
+
+    let retried = engine
+        .decide("alice", request(), Some("r-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        retried, recorded,
+        "the retry must get the recorded decision"
+    );
+    assert_eq!(decisions(&engine).await.len(), before, "a second entry");
+    // The claim is complete now: answered from the row, still the same.
+    assert!(matches!(
+        engine.stored_decision("alice", "r-1").await.unwrap(),
+        Some(Stored::Done(d)) if d == recorded
+    ));
+    let again = engine
+        .decide("alice", request(), Some("r-1".into()))
+        .await
+        .unwrap();
+    assert_eq!(again, recorded);
+    assert_eq!(decisions(&engine).await.len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_without_an_entry_holds_retries_off_until_its_lease_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(SystemClock.now());
+    let engine = open(dir.path(), Arc::new(clock.clone()), None).await;
+    // The call claimed its key and died before appending: nothing was recorded.
+    let (abandoned, _) = claim_only(&engine, "r-2").await;
+    let before = decisions(&engine).await.len();
+
+    // Within the lease it may still be appending somewhere: the retry is told to wait.
+    let err = engine
+        .decide("alice", request(), Some("r-2".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::InProgress(_)), "{err:?}");
+    assert!(err.to_string().contains("retry"), "{err}");
+    assert_eq!(decisions(&engine).await.len(), before);
+
+    clock.advance_secs(CLAIM_LEASE_SECS);
+    let fresh = engine
+        .decide("alice", request(), Some("r-2".into()))
+        .await
+        .unwrap();
+    assert_ne!(fresh.decision_id, abandoned.decision.decision_id);
+    let after = decisions(&engine).await;
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(
+        after.last().unwrap()["decision_id"].as_str(),
+        Some(fresh.decision_id.to_string().as_str())
+    );
+    let again = engine
+        .decide("alice", request(), Some("r-2".into()))
+        .await
+        .unwrap();
+    assert_eq!(again, fresh);
+    assert_eq!(decisions(&engine).await.len(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_leaves_no_claim_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let (_, at) = claim_only(&engine, "r-3").await;
+    // What decide does when the append fails.
+    engine.drop_claim("alice", "r-3", at).await.unwrap();
+    assert!(
+        engine
+            .stored_decision("alice", "r-3")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A completed row is never dropped.
+    let (prepared, at) = claim_only(&engine, "r-3").await;
+    let recorded = engine.record(prepared).await.unwrap();
+    engine.complete("alice", "r-3", &recorded).await.unwrap();
+    engine.drop_claim("alice", "r-3", at).await.unwrap();
+    assert!(matches!(
+        engine.stored_decision("alice", "r-3").await.unwrap(),
+        Some(Stored::Done(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_on_one_postgres_record_each_request_id_once() {
+    let Some(db) = lexecon_testkit::PgDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(open(dir.path(), Arc::new(SystemClock), Some(&db.url)).await);
+    let b = Arc::new(open(dir.path(), Arc::new(SystemClock), Some(&db.url)).await);
+    let before = decisions(&a).await.len();
+    const IDS: usize = 12;
+    let mut tasks = tokio::task::JoinSet::new();
+    for engine in [&a, &b] {
+        for _ in 0..3 {
+            let engine = Arc::clone(engine);
+            tasks.spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..IDS {
+                    let d = engine
+                        .decide("alice", request(), Some(format!("pg-{i}")))
+                        .await
+                        .unwrap();
+                    out.push((i, d));
+                }
+                out
+            });
+        }
+    }
+    let mut first: HashMap<usize, Decision> = HashMap::new();
+    while let Some(done) = tasks.join_next().await {
+        for (i, d) in done.unwrap() {
+            let seen = first.entry(i).or_insert_with(|| d.clone());
+            assert_eq!(*seen, d, "request pg-{i} got two different decisions");
+        }
+    }
+    assert_eq!(first.len(), IDS);
+    let recorded = decisions(&a).await;
+    assert_eq!(
+        recorded.len(),
+        before + IDS,
+        "each request id must be recorded once"
+    );
+    a.ledger.shutdown().await.unwrap();
+    b.ledger.shutdown().await.unwrap();
+}
