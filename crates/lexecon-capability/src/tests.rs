@@ -397,6 +397,39 @@ fn a_token_signed_by_another_key_is_rejected() {
     ));
 }
 
+#[test]
+fn a_token_kept_unsigned_is_resigned_to_the_same_token() {
+    let (token, k, claims) = token_and_key();
+    let kept = unsigned(&token).unwrap();
+    // What is kept holds no signature and is not a token.
+    let signature = token.rsplit_once('.').unwrap().1;
+    assert!(!kept.contains(signature));
+    assert!(!kept.contains('.'));
+    assert_eq!(
+        kind(verify(&kept, &k, &at(10), &NoRevocations)),
+        "malformed"
+    );
+    assert_eq!(resign(&k, &kept).unwrap(), token);
+
+    // After a rotation the same claims come back under the new key.
+    let new_key = key(2);
+    let again = resign(&new_key, &kept).unwrap();
+    let verified = verify(&again, &new_key, &at(10), &NoRevocations).unwrap();
+    assert_eq!(verified.token_id, claims.token_id);
+    assert_eq!(verified.expires_at, claims.expires_at);
+    assert_eq!(verified.key_id, new_key.key_id());
+    assert_eq!(
+        kind(verify(&again, &k, &at(10), &NoRevocations)),
+        "unknown_key"
+    );
+
+    assert!(matches!(
+        resign(&k, "not base64!"),
+        Err(MalformedToken::Base64 { .. })
+    ));
+    assert!(resign(&k, &URL_SAFE_NO_PAD.encode(b"short")).is_err());
+}
+
 // ---- time and scope -------------------------------------------------------------------
 
 #[test]

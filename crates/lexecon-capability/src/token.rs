@@ -312,6 +312,35 @@ pub fn mint(key: &NodeKey, claims: &Claims) -> Result<String, ClaimsError> {
     Ok(out)
 }
 
+/// The claims of `token` without its signature, base64url: what may be kept where the
+/// token itself must not be (it grants nothing). [`resign`] makes the token again. The
+/// signature is not checked; use it on tokens this node minted.
+pub fn unsigned(token: &str) -> Result<String, MalformedToken> {
+    let (_, payload, _) = parse(token)?;
+    Ok(URL_SAFE_NO_PAD.encode(payload))
+}
+
+/// The token of the claims in `unsigned` (from [`unsigned`]), signed with `key`. With the
+/// key that signed it first this is the same token, byte for byte: Ed25519 signatures are
+/// deterministic. With another key (the node's key was rotated since) it is a token of
+/// the same claims, token id and expiry included, under `key`'s key id.
+pub fn resign(key: &NodeKey, unsigned: &str) -> Result<String, MalformedToken> {
+    if unsigned.len() > MAX_TOKEN_LEN {
+        return Err(MalformedToken::TooLong {
+            len: unsigned.len(),
+        });
+    }
+    let payload = URL_SAFE_NO_PAD
+        .decode(unsigned)
+        .map_err(|_| MalformedToken::Base64 { part: "payload" })?;
+    let mut claims = Claims::from_payload(&payload)?;
+    key.key_id().clone_into(&mut claims.key_id);
+    mint(key, &claims).map_err(|e| MalformedToken::Field {
+        field: "claims",
+        detail: e.to_string(),
+    })
+}
+
 /// Why a token string could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -660,27 +660,34 @@ impl Engine {
         principal: &str,
         request_id: &str,
     ) -> Result<Option<Stored>, EngineError> {
-        let row: Option<(String, i64, Option<i64>)> = match &self.db {
+        let row: Option<(String, i64, Option<i64>, Option<String>)> = match &self.db {
             Database::Sqlite(pool) => sqlx::query_as(
-                "SELECT decision, created_at, ledger_from FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2",
+                "SELECT decision, created_at, ledger_from, token_claims FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2",
             )
             .bind(principal)
             .bind(request_id)
             .fetch_optional(pool)
             .await?,
             Database::Postgres(pool) => sqlx::query_as(
-                "SELECT decision, created_at, ledger_from FROM engine_idempotency WHERE principal = $1 AND request_id = $2",
+                "SELECT decision, created_at, ledger_from, token_claims FROM engine_idempotency WHERE principal = $1 AND request_id = $2",
             )
             .bind(principal)
             .bind(request_id)
             .fetch_optional(pool)
             .await?,
         };
-        let Some((json, created_at, ledger_from)) = row else {
+        let Some((json, created_at, ledger_from, token_claims)) = row else {
             return Ok(None);
         };
-        let decision: Decision = serde_json::from_str(&json)
+        let mut decision: Decision = serde_json::from_str(&json)
             .map_err(|e| EngineError::NotFound(format!("stored decision is unreadable: {e}")))?;
+        if let Some(claims) = token_claims {
+            // The same token, signed again (or, after a key rotation, the same claims
+            // under the active key).
+            let token = lexecon_capability::resign(self.key_ring().active(), &claims)
+                .map_err(|e| EngineError::Keys(format!("stored token claims: {e}")))?;
+            decision.capability_token = Some(token);
+        }
         Ok(Some(match ledger_from {
             None => Stored::Done(decision),
             Some(from) => Stored::Claimed {
@@ -701,28 +708,29 @@ impl Engine {
         ledger_from: u64,
         claimed_at: i64,
     ) -> Result<bool, EngineError> {
-        let json = serde_json::to_string(decision)
-            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let (json, token_claims) = row_of(decision)?;
         let from = i64::try_from(ledger_from).unwrap_or(i64::MAX);
         let inserted = match &self.db {
             Database::Sqlite(pool) => {
-                sqlx::query("INSERT OR IGNORE INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from) VALUES (?1, ?2, ?3, ?4, ?5)")
+                sqlx::query("INSERT OR IGNORE INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from, token_claims) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                     .bind(principal)
                     .bind(request_id)
                     .bind(json)
                     .bind(claimed_at)
                     .bind(from)
+                    .bind(token_claims)
                     .execute(pool)
                     .await?
                     .rows_affected()
             }
             Database::Postgres(pool) => {
-                sqlx::query("INSERT INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                sqlx::query("INSERT INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from, token_claims) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
                     .bind(principal)
                     .bind(request_id)
                     .bind(json)
                     .bind(claimed_at)
                     .bind(from)
+                    .bind(token_claims)
                     .execute(pool)
                     .await?
                     .rows_affected()
@@ -731,15 +739,15 @@ impl Engine {
         Ok(inserted == 1)
     }
 
-    /// Marks the claim of `(principal, request_id)` recorded, with the decision's receipt.
+    /// Marks the claim of `(principal, request_id)` recorded, with the decision's receipt
+    /// (the token's claims were kept with the claim).
     async fn complete(
         &self,
         principal: &str,
         request_id: &str,
         decision: &Decision,
     ) -> Result<(), EngineError> {
-        let json = serde_json::to_string(decision)
-            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let (json, _) = row_of(decision)?;
         self.execute_keyed(
             "UPDATE engine_idempotency SET decision = ?3, ledger_from = NULL WHERE principal = ?1 AND request_id = ?2",
             "UPDATE engine_idempotency SET decision = $3, ledger_from = NULL WHERE principal = $1 AND request_id = $2",
@@ -1369,6 +1377,24 @@ struct TokenPayload<'a> {
     token_id: &'a TokenId,
     key_id: &'a str,
     expires_at: Timestamp,
+}
+
+/// A decision as its idempotency row keeps it: the JSON without the capability token,
+/// and the token's claims without the signature. A stored token would be a credential
+/// anyone who reads the database could use; the claims grant nothing.
+fn row_of(decision: &Decision) -> Result<(String, Option<String>), EngineError> {
+    let token_claims = decision
+        .capability_token
+        .as_deref()
+        .map(lexecon_capability::unsigned)
+        .transpose()
+        .map_err(|e| EngineError::Keys(format!("cannot keep the token's claims: {e}")))?;
+    let json = serde_json::to_string(&Decision {
+        capability_token: None,
+        ..decision.clone()
+    })
+    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+    Ok((json, token_claims))
 }
 
 #[allow(

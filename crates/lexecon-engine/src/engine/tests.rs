@@ -210,3 +210,38 @@ async fn two_engines_on_one_postgres_record_each_request_id_once() {
     a.ledger.shutdown().await.unwrap();
     b.ledger.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_decision_keeps_no_usable_token_and_replays_the_same_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let first = engine
+        .decide("alice", request(), Some("r-4".into()))
+        .await
+        .unwrap();
+    let token = first
+        .capability_token
+        .clone()
+        .expect("an approved decision");
+    let Database::Sqlite(pool) = &engine.db else {
+        unreachable!("the default database is SQLite")
+    };
+    let (json, claims): (String, Option<String>) = sqlx::query_as(
+        "SELECT decision, token_claims FROM engine_idempotency WHERE request_id = 'r-4'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let signature = token.rsplit_once('.').unwrap().1;
+    let claims = claims.expect("the token's claims are kept");
+    for kept in [&json, &claims] {
+        assert!(!kept.contains(&token), "the token is stored: {kept}");
+        assert!(!kept.contains(signature), "its signature is stored: {kept}");
+    }
+    // The replay signs the kept claims again: the same token, byte for byte.
+    let again = engine
+        .decide("alice", request(), Some("r-4".into()))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+}
