@@ -14,7 +14,7 @@ pub use ring::{KeyLookup, KeyRing, PublicKeyRing, RETIRED_DIR, RetiredKey};
 pub use token::{
     Claims, ClaimsBuilder, ClaimsError, MAX_AUDIENCE_LEN, MAX_TOKEN_LEN, MalformedToken,
     NoRevocations, PAYLOAD_DOMAIN, RevocationList, TOKEN_PREFIX, VerifyError, VerifyOptions, mint,
-    resign, unsigned, verify,
+    resign, unsigned, unsigned_claims, verify,
 };
 
 /// Re-exported so callers can name key types without depending on `ed25519-dalek`

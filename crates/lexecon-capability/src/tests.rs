@@ -410,6 +410,7 @@ fn a_token_kept_unsigned_is_resigned_to_the_same_token() {
         "malformed"
     );
     assert_eq!(resign(&k, &kept).unwrap(), token);
+    assert_eq!(unsigned_claims(&kept).unwrap(), claims);
 
     // After a rotation the same claims come back under the new key.
     let new_key = key(2);

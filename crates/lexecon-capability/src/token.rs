@@ -320,11 +320,9 @@ pub fn unsigned(token: &str) -> Result<String, MalformedToken> {
     Ok(URL_SAFE_NO_PAD.encode(payload))
 }
 
-/// The token of the claims in `unsigned` (from [`unsigned`]), signed with `key`. With the
-/// key that signed it first this is the same token, byte for byte: Ed25519 signatures are
-/// deterministic. With another key (the node's key was rotated since) it is a token of
-/// the same claims, token id and expiry included, under `key`'s key id.
-pub fn resign(key: &NodeKey, unsigned: &str) -> Result<String, MalformedToken> {
+/// The claims in `unsigned` (from [`unsigned`]), decoded strictly. Nothing vouches for
+/// them: check them against a trusted record before acting on them.
+pub fn unsigned_claims(unsigned: &str) -> Result<Claims, MalformedToken> {
     if unsigned.len() > MAX_TOKEN_LEN {
         return Err(MalformedToken::TooLong {
             len: unsigned.len(),
@@ -333,7 +331,15 @@ pub fn resign(key: &NodeKey, unsigned: &str) -> Result<String, MalformedToken> {
     let payload = URL_SAFE_NO_PAD
         .decode(unsigned)
         .map_err(|_| MalformedToken::Base64 { part: "payload" })?;
-    let mut claims = Claims::from_payload(&payload)?;
+    Claims::from_payload(&payload)
+}
+
+/// The token of the claims in `unsigned` (from [`unsigned`]), signed with `key`. With the
+/// key that signed it first this is the same token, byte for byte: Ed25519 signatures are
+/// deterministic. With another key (the node's key was rotated since) it is a token of
+/// the same claims, token id and expiry included, under `key`'s key id.
+pub fn resign(key: &NodeKey, unsigned: &str) -> Result<String, MalformedToken> {
+    let mut claims = unsigned_claims(unsigned)?;
     key.key_id().clone_into(&mut claims.key_id);
     mint(key, &claims).map_err(|e| MalformedToken::Field {
         field: "claims",

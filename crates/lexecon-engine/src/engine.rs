@@ -93,16 +93,21 @@ const CLAIM_LEASE_SECS: i64 = 30;
 /// [`EngineError::InProgress`].
 const IN_PROGRESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// An idempotency row.
+/// An idempotency row. Its decision has no capability token: the token's claims are kept
+/// unsigned beside it (`token_claims`) and signed again on replay.
 enum Stored {
     /// Recorded in the ledger: the answer.
-    Done(Decision),
+    Done {
+        decision: Decision,
+        token_claims: Option<String>,
+    },
     /// Claimed before its ledger append and not (yet) marked recorded.
     Claimed {
         decision: Decision,
+        token_claims: Option<String>,
         /// The ledger's size when it was claimed: its entry, if any, is at or after.
         ledger_from: u64,
-        /// Unix microseconds.
+        /// Unix microseconds; with the key, identifies the claim.
         claimed_at: i64,
     },
 }
@@ -389,19 +394,40 @@ impl Engine {
         request_id: &str,
     ) -> Result<Decision, EngineError> {
         let give_up = tokio::time::Instant::now() + IN_PROGRESS_WAIT;
+        let in_progress = || {
+            EngineError::InProgress(format!(
+                "request_id {request_id:?} is being decided by another call; retry in a few seconds"
+            ))
+        };
         loop {
             match self.stored_decision(principal, request_id).await? {
-                Some(Stored::Done(decision)) => return Ok(decision),
-                Some(Stored::Claimed {
+                Some(Stored::Done {
                     decision,
+                    token_claims: None,
+                }) => return Ok(decision),
+                Some(Stored::Done {
+                    decision,
+                    token_claims: Some(kept),
+                }) => {
+                    let entry = self.ledger.entry(decision.ledger_index).await?;
+                    return self.with_token(decision, &kept, entry.as_ref());
+                }
+                Some(Stored::Claimed {
+                    mut decision,
+                    token_claims,
                     ledger_from,
                     claimed_at,
                 }) => {
-                    if let Some(done) = self
-                        .find_claimed(principal, request_id, decision, ledger_from)
-                        .await?
-                    {
-                        return Ok(done);
+                    if let Some(entry) = self.locate(&decision.decision_id, ledger_from).await? {
+                        decision.ledger_index = entry.index;
+                        decision.ledger_leaf_hash = entry.leaf_hash;
+                        // Completed here or by its owner meanwhile: read it again.
+                        self.complete(principal, request_id, claimed_at, &decision)
+                            .await?;
+                        if let Some(kept) = token_claims {
+                            return self.with_token(decision, &kept, Some(&entry));
+                        }
+                        return Ok(decision);
                     }
                     let age_secs = (self.clock.now().unix_micros() - claimed_at) / 1_000_000;
                     if age_secs >= CLAIM_LEASE_SECS {
@@ -410,13 +436,17 @@ impl Engine {
                             age_secs,
                             "an unfinished decision claim has no ledger entry; deciding afresh"
                         );
-                        self.drop_claim(principal, request_id, claimed_at).await?;
+                        if self.drop_claim(principal, request_id, claimed_at).await? {
+                            let reservation = decision
+                                .reservation_id
+                                .as_deref()
+                                .and_then(|r| r.parse().ok());
+                            self.release_reservation(reservation).await;
+                        }
                         continue;
                     }
                     if tokio::time::Instant::now() >= give_up {
-                        return Err(EngineError::InProgress(format!(
-                            "request_id {request_id:?} is being decided by another call; retry in a few seconds"
-                        )));
+                        return Err(in_progress());
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
@@ -455,41 +485,62 @@ impl Engine {
                     return Err(e);
                 }
             }
+            let decision_id = prepared.decision.decision_id;
             let decision = match self.record(prepared).await {
                 Ok(decision) => decision,
                 Err(e) => {
-                    // Nothing was recorded: let a retry decide at once.
-                    if let Err(drop_err) = self.drop_claim(principal, request_id, claimed_at).await
-                    {
-                        tracing::warn!(error = %drop_err, "could not drop a failed decision claim; it expires");
+                    // A retry may decide at once unless the entry was written after all
+                    // (an append can fail after its commit); then the claim answers it.
+                    match self.locate(&decision_id, ledger_from).await {
+                        Ok(None) => {
+                            if let Err(drop_err) =
+                                self.drop_claim(principal, request_id, claimed_at).await
+                            {
+                                tracing::warn!(error = %drop_err, "could not drop a failed decision claim; it expires");
+                            }
+                        }
+                        Ok(Some(_)) => {}
+                        Err(locate_err) => {
+                            tracing::warn!(error = %locate_err, "could not check the ledger after a failed append; the claim expires");
+                        }
                     }
                     return Err(e);
                 }
             };
-            self.complete(principal, request_id, &decision).await?;
+            if !self
+                .complete(principal, request_id, claimed_at, &decision)
+                .await?
+            {
+                // Our claim outlived its lease and another call took the key over: its
+                // decision is the one every retry gets, so do not hand out ours.
+                tracing::error!(
+                    request_id,
+                    ledger_index = decision.ledger_index,
+                    "a decision claim was taken over before its append completed"
+                );
+                return Err(in_progress());
+            }
             return Ok(decision);
         }
     }
 
-    /// Looks for the claimed decision's entry in the ledger from `ledger_from` on; when
-    /// it is there, completes the claim and returns the decision with its receipt.
-    async fn find_claimed(
+    /// The ledger entry of `decision_id`, looked for from `from` on.
+    async fn locate(
         &self,
-        principal: &str,
-        request_id: &str,
-        mut decision: Decision,
-        ledger_from: u64,
-    ) -> Result<Option<Decision>, EngineError> {
+        decision_id: &DecisionId,
+        from: u64,
+    ) -> Result<Option<lexecon_ledger::Entry>, EngineError> {
         const PAGE: u64 = 1_000;
-        let id = decision.decision_id.to_string();
-        let mut from = ledger_from;
+        let id = decision_id.to_string();
+        let mut from = from;
         loop {
             let entries = self.ledger.entries(from, PAGE).await?;
             let Some(last) = entries.last() else {
                 return Ok(None);
             };
             from = last.index + 1;
-            for entry in &entries {
+            let full = entries.len() as u64 == PAGE;
+            for entry in entries {
                 let Some(payload) = entry.payload.as_deref() else {
                     continue;
                 };
@@ -497,18 +548,56 @@ impl Engine {
                 if !payload.windows(id.len()).any(|w| w == id.as_bytes()) {
                     continue;
                 }
-                let json = entry.payload_json();
-                if json.as_ref().and_then(|j| j.get("decision_id")?.as_str()) == Some(&id) {
-                    decision.ledger_index = entry.index;
-                    decision.ledger_leaf_hash = entry.leaf_hash;
-                    self.complete(principal, request_id, &decision).await?;
-                    return Ok(Some(decision));
+                if entry
+                    .payload_json()
+                    .as_ref()
+                    .and_then(|j| j.get("decision_id")?.as_str())
+                    == Some(&id)
+                {
+                    return Ok(Some(entry));
                 }
             }
-            if (entries.len() as u64) < PAGE {
+            if !full {
                 return Ok(None);
             }
         }
+    }
+
+    /// `decision` with its capability token: the kept claims signed again, once they are
+    /// checked against the decision's ledger entry, so that only a token the ledger
+    /// recorded is ever signed again (a row written into the database by hand is not).
+    fn with_token(
+        &self,
+        mut decision: Decision,
+        kept: &str,
+        entry: Option<&lexecon_ledger::Entry>,
+    ) -> Result<Decision, EngineError> {
+        let mismatch = || {
+            EngineError::Keys(format!(
+                "the stored token of {} does not match its ledger entry {}; not signing it",
+                decision.decision_id, decision.ledger_index
+            ))
+        };
+        let claims = lexecon_capability::unsigned_claims(kept).map_err(|_| mismatch())?;
+        let recorded = entry.and_then(lexecon_ledger::Entry::payload_json);
+        let field = |path: &[&str]| {
+            path.iter()
+                .try_fold(recorded.as_ref()?, |v, k| v.get(*k))
+                .cloned()
+        };
+        let matches = entry.is_some_and(|e| e.index == decision.ledger_index)
+            && claims.decision_id == decision.decision_id
+            && field(&["decision_id"]) == serde_json::to_value(decision.decision_id).ok()
+            && field(&["token", "token_id"]) == serde_json::to_value(claims.token_id).ok()
+            && field(&["token", "key_id"]) == serde_json::to_value(&claims.key_id).ok()
+            && field(&["token", "expires_at"]) == serde_json::to_value(claims.expires_at).ok();
+        if !matches {
+            return Err(mismatch());
+        }
+        let token = lexecon_capability::resign(self.key_ring().active(), kept)
+            .map_err(|e| EngineError::Keys(format!("stored token claims: {e}")))?;
+        decision.capability_token = Some(token);
+        Ok(decision)
     }
 
     /// Validates nothing (the caller did), decides, mints the token and builds the ledger
@@ -679,19 +768,16 @@ impl Engine {
         let Some((json, created_at, ledger_from, token_claims)) = row else {
             return Ok(None);
         };
-        let mut decision: Decision = serde_json::from_str(&json)
+        let decision: Decision = serde_json::from_str(&json)
             .map_err(|e| EngineError::NotFound(format!("stored decision is unreadable: {e}")))?;
-        if let Some(claims) = token_claims {
-            // The same token, signed again (or, after a key rotation, the same claims
-            // under the active key).
-            let token = lexecon_capability::resign(self.key_ring().active(), &claims)
-                .map_err(|e| EngineError::Keys(format!("stored token claims: {e}")))?;
-            decision.capability_token = Some(token);
-        }
         Ok(Some(match ledger_from {
-            None => Stored::Done(decision),
+            None => Stored::Done {
+                decision,
+                token_claims,
+            },
             Some(from) => Stored::Claimed {
                 decision,
+                token_claims,
                 ledger_from: u64::try_from(from).unwrap_or(0),
                 claimed_at: created_at,
             },
@@ -739,79 +825,82 @@ impl Engine {
         Ok(inserted == 1)
     }
 
-    /// Marks the claim of `(principal, request_id)` recorded, with the decision's receipt
-    /// (the token's claims were kept with the claim).
+    /// Marks the claim of `(principal, request_id)` made at `claimed_at` recorded, with
+    /// the decision's receipt (the token's claims were kept with the claim). `false` when
+    /// that claim is no longer there: completed by another call, or taken over.
     async fn complete(
         &self,
         principal: &str,
         request_id: &str,
+        claimed_at: i64,
         decision: &Decision,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let (json, _) = row_of(decision)?;
-        self.execute_keyed(
-            "UPDATE engine_idempotency SET decision = ?3, ledger_from = NULL WHERE principal = ?1 AND request_id = ?2",
-            "UPDATE engine_idempotency SET decision = $3, ledger_from = NULL WHERE principal = $1 AND request_id = $2",
-            principal,
-            request_id,
-            json,
+        self.on_claim(
+            "UPDATE engine_idempotency SET decision = ?4, ledger_from = NULL WHERE principal = ?1 AND request_id = ?2 AND created_at = ?3 AND ledger_from IS NOT NULL",
+            "UPDATE engine_idempotency SET decision = $4, ledger_from = NULL WHERE principal = $1 AND request_id = $2 AND created_at = $3 AND ledger_from IS NOT NULL",
+            (principal, request_id, claimed_at),
+            Some(json),
         )
         .await
     }
 
-    /// Removes an unfinished claim made at `claimed_at` (and no other).
+    /// Removes the unfinished claim made at `claimed_at` (and no other); `false` when it
+    /// was no longer there.
     async fn drop_claim(
         &self,
         principal: &str,
         request_id: &str,
         claimed_at: i64,
-    ) -> Result<(), EngineError> {
-        self.execute_keyed(
+    ) -> Result<bool, EngineError> {
+        self.on_claim(
             "DELETE FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2 AND created_at = ?3 AND ledger_from IS NOT NULL",
             "DELETE FROM engine_idempotency WHERE principal = $1 AND request_id = $2 AND created_at = $3 AND ledger_from IS NOT NULL",
-            principal,
-            request_id,
-            claimed_at,
+            (principal, request_id, claimed_at),
+            None,
         )
         .await
     }
 
-    /// Runs one statement on an idempotency row: `sqlite` or `postgres` by the database,
-    /// bound to `(principal, request_id, third)`.
-    async fn execute_keyed<T>(
+    /// Runs `sqlite` or `postgres` (by the database) on one unfinished claim, bound to
+    /// `(principal, request_id, claimed_at)` and then `decision` when given; `true` when
+    /// it changed that row.
+    async fn on_claim(
         &self,
         sqlite: &str,
         postgres: &str,
-        principal: &str,
-        request_id: &str,
-        third: T,
-    ) -> Result<(), EngineError>
-    where
-        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite>
-            + sqlx::Type<sqlx::Sqlite>
-            + for<'q> sqlx::Encode<'q, sqlx::Postgres>
-            + sqlx::Type<sqlx::Postgres>
-            + Send
-            + 'static,
-    {
-        match &self.db {
+        (principal, request_id, claimed_at): (&str, &str, i64),
+        decision: Option<String>,
+    ) -> Result<bool, EngineError> {
+        let changed = match &self.db {
             Database::Sqlite(pool) => {
-                sqlx::query(sqlite)
+                let q = sqlx::query(sqlite)
                     .bind(principal)
                     .bind(request_id)
-                    .bind(third)
-                    .execute(pool)
-                    .await?;
+                    .bind(claimed_at);
+                match decision {
+                    Some(json) => q.bind(json),
+                    None => q,
+                }
+                .execute(pool)
+                .await?
+                .rows_affected()
             }
             Database::Postgres(pool) => {
-                sqlx::query(postgres)
+                let q = sqlx::query(postgres)
                     .bind(principal)
                     .bind(request_id)
-                    .bind(third)
-                    .execute(pool)
-                    .await?;
+                    .bind(claimed_at);
+                match decision {
+                    Some(json) => q.bind(json),
+                    None => q,
+                }
+                .execute(pool)
+                .await?
+                .rows_affected()
             }
-        }
-        Ok(())
+        };
+        Ok(changed == 1)
     }
 
     /// Validates and activates a new policy, recording it in history and the ledger.

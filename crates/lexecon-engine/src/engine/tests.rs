@@ -93,7 +93,7 @@ async fn a_decision_recorded_just_before_a_crash_is_the_answer_to_its_retry() {
     // The claim is complete now: answered from the row, still the same.
     assert!(matches!(
         engine.stored_decision("alice", "r-1").await.unwrap(),
-        Some(Stored::Done(d)) if d == recorded
+        Some(Stored::Done { decision, .. }) if Decision { capability_token: recorded.capability_token.clone(), ..decision.clone() } == recorded
     ));
     let again = engine
         .decide("alice", request(), Some("r-1".into()))
@@ -145,25 +145,89 @@ async fn a_claim_without_an_entry_holds_retries_off_until_its_lease_ends() {
 async fn a_failed_append_leaves_no_claim_behind() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), Arc::new(SystemClock), None).await;
-    let (_, at) = claim_only(&engine, "r-3").await;
-    // What decide does when the append fails.
-    engine.drop_claim("alice", "r-3", at).await.unwrap();
+    // With the ledger writer stopped every append fails, before any commit.
+    engine.ledger.shutdown().await.unwrap();
+    let err = engine
+        .decide("alice", request(), Some("r-3".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Ledger(_)), "{err:?}");
     assert!(
         engine
             .stored_decision("alice", "r-3")
             .await
             .unwrap()
-            .is_none()
+            .is_none(),
+        "the failed call's claim is still there"
     );
-    // A completed row is never dropped.
-    let (prepared, at) = claim_only(&engine, "r-3").await;
-    let recorded = engine.record(prepared).await.unwrap();
-    engine.complete("alice", "r-3", &recorded).await.unwrap();
-    engine.drop_claim("alice", "r-3", at).await.unwrap();
-    assert!(matches!(
-        engine.stored_decision("alice", "r-3").await.unwrap(),
-        Some(Stored::Done(_))
-    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_taken_over_after_its_lease_keeps_the_new_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(SystemClock.now());
+    let engine = open(dir.path(), Arc::new(clock.clone()), None).await;
+    // A call claims the key and stalls past the lease; a retry decides afresh.
+    let (slow, at) = claim_only(&engine, "r-5").await;
+    clock.advance_secs(CLAIM_LEASE_SECS);
+    let fresh = engine
+        .decide("alice", request(), Some("r-5".into()))
+        .await
+        .unwrap();
+    // The slow call's append lands after all, but its claim is gone: it cannot
+    // complete the row, so it does not overwrite the answer every retry gets.
+    let late = engine.record(slow).await.unwrap();
+    assert!(!engine.complete("alice", "r-5", at, &late).await.unwrap());
+    assert!(!engine.drop_claim("alice", "r-5", at).await.unwrap());
+    let again = engine
+        .decide("alice", request(), Some("r-5".into()))
+        .await
+        .unwrap();
+    assert_eq!(again, fresh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_claims_that_do_not_match_the_ledger_are_not_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let first = engine
+        .decide("alice", request(), Some("r-6".into()))
+        .await
+        .unwrap();
+    let other = engine
+        .decide("alice", request(), Some("r-7".into()))
+        .await
+        .unwrap();
+    assert_ne!(first.capability_token, other.capability_token);
+    // Someone with write access to the database moves r-7's claims onto r-6.
+    let Database::Sqlite(pool) = &engine.db else {
+        unreachable!("the default database is SQLite")
+    };
+    sqlx::query(
+        "UPDATE engine_idempotency SET token_claims = (SELECT token_claims FROM engine_idempotency WHERE request_id = 'r-7') WHERE request_id = 'r-6'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let err = engine
+        .decide("alice", request(), Some("r-6".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("does not match its ledger entry"),
+        "{err}"
+    );
+    // Claims that are not claims at all are refused the same way.
+    sqlx::query("UPDATE engine_idempotency SET token_claims = 'AAAA' WHERE request_id = 'r-7'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(
+        engine
+            .decide("alice", request(), Some("r-7".into()))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,10 +247,17 @@ async fn two_engines_on_one_postgres_record_each_request_id_once() {
             tasks.spawn(async move {
                 let mut out = Vec::new();
                 for i in 0..IDS {
-                    let d = engine
-                        .decide("alice", request(), Some(format!("pg-{i}")))
-                        .await
-                        .unwrap();
+                    // As a client would: retry while another call holds the key.
+                    let mut tries = 0;
+                    let d = loop {
+                        match engine
+                            .decide("alice", request(), Some(format!("pg-{i}")))
+                            .await
+                        {
+                            Err(EngineError::InProgress(_)) if tries < 20 => tries += 1,
+                            other => break other.unwrap(),
+                        }
+                    };
                     out.push((i, d));
                 }
                 out
