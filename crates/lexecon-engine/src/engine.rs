@@ -421,7 +421,8 @@ impl Engine {
                     if let Some(entry) = self.locate(&decision.decision_id, ledger_from).await? {
                         decision.ledger_index = entry.index;
                         decision.ledger_leaf_hash = entry.leaf_hash;
-                        // Completed here or by its owner meanwhile: read it again.
+                        // The entry is the answer whether this call or the claim's owner
+                        // completes the row (`false`: the owner did, with the same receipt).
                         self.complete(principal, request_id, claimed_at, &decision)
                             .await?;
                         if let Some(kept) = token_claims {
@@ -578,7 +579,7 @@ impl Engine {
                 decision.decision_id, decision.ledger_index
             ))
         };
-        let claims = lexecon_capability::unsigned_claims(kept).map_err(|_| mismatch())?;
+        let mut claims = lexecon_capability::unsigned_claims(kept).map_err(|_| mismatch())?;
         let recorded = entry.and_then(lexecon_ledger::Entry::payload_json);
         let field = |path: &[&str]| {
             path.iter()
@@ -594,7 +595,10 @@ impl Engine {
         if !matches {
             return Err(mismatch());
         }
-        let token = lexecon_capability::resign(self.key_ring().active(), kept)
+        // What `lexecon_capability::resign` does, without decoding the claims again.
+        let keys = self.key_ring();
+        keys.active().key_id().clone_into(&mut claims.key_id);
+        let token = lexecon_capability::mint(keys.active(), &claims)
             .map_err(|e| EngineError::Keys(format!("stored token claims: {e}")))?;
         decision.capability_token = Some(token);
         Ok(decision)
@@ -725,7 +729,6 @@ impl Engine {
         } = prepared;
         match self.ledger.append_bytes(EntryKind::Decision, payload).await {
             Ok(receipt) => {
-                let receipt: Receipt = receipt;
                 decision.ledger_index = receipt.index;
                 decision.ledger_leaf_hash = receipt.leaf_hash;
                 Ok(decision)

@@ -40,6 +40,14 @@ async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> 
     Engine::open(config, clock).await.unwrap()
 }
 
+/// The pool of an engine opened on the default database.
+fn sqlite_pool(engine: &Engine) -> &sqlx::SqlitePool {
+    let Database::Sqlite(pool) = &engine.db else {
+        unreachable!("the default database is SQLite")
+    };
+    pool
+}
+
 /// Decision entries in the ledger.
 async fn decisions(engine: &Engine) -> Vec<serde_json::Value> {
     let size = engine.ledger.tree_size().await.unwrap();
@@ -200,9 +208,7 @@ async fn token_claims_that_do_not_match_the_ledger_are_not_signed() {
         .unwrap();
     assert_ne!(first.capability_token, other.capability_token);
     // Someone with write access to the database moves r-7's claims onto r-6.
-    let Database::Sqlite(pool) = &engine.db else {
-        unreachable!("the default database is SQLite")
-    };
+    let pool = sqlite_pool(&engine);
     sqlx::query(
         "UPDATE engine_idempotency SET token_claims = (SELECT token_claims FROM engine_idempotency WHERE request_id = 'r-7') WHERE request_id = 'r-6'",
     )
@@ -294,9 +300,7 @@ async fn a_stored_decision_keeps_no_usable_token_and_replays_the_same_one() {
         .capability_token
         .clone()
         .expect("an approved decision");
-    let Database::Sqlite(pool) = &engine.db else {
-        unreachable!("the default database is SQLite")
-    };
+    let pool = sqlite_pool(&engine);
     let (json, claims): (String, Option<String>) = sqlx::query_as(
         "SELECT decision, token_claims FROM engine_idempotency WHERE request_id = 'r-4'",
     )
