@@ -3,9 +3,10 @@
 //! - `check_access`: the permission-table lookup every RPC pays (target: well under
 //!   1 µs, so auth stays a rounding error next to the ~19 µs of gRPC per call).
 //! - `authenticate_api_key_sqlite`: the bearer-token check an agent's every `Decide`
-//!   pays, with the key in the in-memory cache (SHA-256 and a map lookup); the
-//!   `_uncached` variant does the indexed SQLite lookup every time (the sqlx hand-off
-//!   dominates). Serves the `Decide` throughput targets: auth must not cost a
+//!   pays, with the key and its compiled actor binding in the in-memory cache (SHA-256
+//!   and a map lookup, no glob compiled); the `_uncached` variant does the indexed
+//!   SQLite lookup and compiles the binding every time (the sqlx hand-off dominates).
+//!   Serves the `Decide` throughput targets: auth must not cost a
 //!   database round trip per call.
 //! - `totp_verify`: checking a 6-digit code against the ±1-step window.
 //! - `oidc_validate_eddsa`: ID-token validation with a cached JWKS.
@@ -29,6 +30,8 @@ fn bench(c: &mut Criterion) {
         name: "bench".into(),
         role: Role::Agent,
         mfa_verified: false,
+        actors: None,
+        llm_roles: Arc::default(),
     };
     let mfa_roles = [Role::Admin, Role::ComplianceOfficer];
     c.bench_function("check_access", |b| {
@@ -72,7 +75,10 @@ fn bench(c: &mut Criterion) {
         (AuthService::new(store, Arc::new(clock), config), uncached)
     });
     let key = rt
-        .block_on(service.create_api_key("bench", Role::Agent, None))
+        .block_on(service.create_api_key(NewApiKey {
+            actors: vec!["ai_agent:bench_*".into()],
+            ..NewApiKey::new("bench", Role::Agent)
+        }))
         .unwrap();
     c.bench_function("authenticate_api_key_sqlite", |b| {
         b.iter(|| {

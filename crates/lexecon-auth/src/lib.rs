@@ -2,8 +2,9 @@
 //!
 //! Owns principals (people and service API keys), roles and the permission table of
 //! every RPC, Argon2id password hashing with lockout, sessions stored only as hashes,
-//! TOTP MFA with backup codes, API keys, OIDC ID-token validation, and the store trait
-//! they persist through.
+//! TOTP MFA with backup codes, API keys with the actors they may speak for
+//! ([`ActorBinding`]), OIDC ID-token validation, and the store trait they persist
+//! through.
 //!
 //! The server calls [`required_access`] for each method; for non-open methods it calls
 //! [`AuthService::authenticate`] with the bearer token and then
@@ -11,6 +12,7 @@
 //! [`AuthError::is_permission_denied`] tell it which gRPC code to answer with.
 //! Parameters and the permission table are documented in `docs/security.md`.
 
+mod binding;
 mod error;
 mod oidc;
 mod password;
@@ -22,6 +24,9 @@ mod sql;
 mod store;
 pub mod totp;
 
+pub use binding::{
+    ActorBinding, MAX_ACTOR_PATTERN_LEN, MAX_ACTOR_PATTERNS, MAX_LLM_ROLE_LEN, MAX_LLM_ROLES,
+};
 pub use error::{AuthError, StoreError};
 pub use oidc::{
     FileJwksSource, JwksSource, OidcError, OidcIdentity, OidcProvider, OidcProviderConfig,
@@ -35,9 +40,9 @@ pub use permissions::{
 pub use role::{ParseRoleError, Role};
 pub use secret::{API_KEY_PREFIX, CHALLENGE_PREFIX, SESSION_PREFIX, SecretString};
 pub use service::{
-    AuthConfig, AuthService, BACKUP_CODE_BITS, BACKUP_CODES, CreatedApiKey, CreatedUser,
-    LoginOutcome, MfaEnrollment, Principal, PrincipalKind, Session, parse_bearer,
-    validate_password, validate_username,
+    ApiKeyInfo, AuthConfig, AuthService, BACKUP_CODE_BITS, BACKUP_CODES, CreatedApiKey,
+    CreatedUser, LoginOutcome, MfaEnrollment, NewApiKey, Principal, PrincipalKind, Session,
+    parse_bearer, validate_password, validate_username,
 };
 pub use sql::{PgAuthStore, SqliteAuthStore};
 pub use store::{ApiKeyRecord, AuthStore, ChallengeRecord, MfaRecord, SessionRecord, UserRecord};

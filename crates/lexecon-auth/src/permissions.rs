@@ -97,11 +97,17 @@ pub const PERMISSIONS: &[(&str, Access)] = &[
     ("/lexecon.v1.AuthService/Login", Access::Open),
     ("/lexecon.v1.AuthService/VerifyMfa", Access::Open),
     ("/lexecon.v1.AuthService/Logout", Access::Roles(PEOPLE)),
-    ("/lexecon.v1.AuthService/WhoAmI", Access::Roles(PEOPLE)),
+    // Every principal, agent keys included, may see who it is and which actors it
+    // may speak for.
+    ("/lexecon.v1.AuthService/WhoAmI", Access::Roles(EVERYONE)),
     ("/lexecon.v1.AuthService/CreateUser", Access::Roles(ADMIN)),
     ("/lexecon.v1.AuthService/EnrollMfa", Access::Roles(PEOPLE)),
     ("/lexecon.v1.AuthService/CreateApiKey", Access::Roles(ADMIN)),
     ("/lexecon.v1.AuthService/RevokeApiKey", Access::Roles(ADMIN)),
+    (
+        "/lexecon.v1.AuthService/SetApiKeyActors",
+        Access::Roles(ADMIN),
+    ),
     ("/lexecon.v1.AuthService/ListOidcProviders", Access::Open),
     ("/lexecon.v1.AuthService/ExchangeOidcToken", Access::Open),
 ];

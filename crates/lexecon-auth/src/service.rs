@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use lexecon_core::{Clock, Timestamp};
 use rand_core::{CryptoRngCore, OsRng};
 
+use crate::binding::{ActorBinding, validate_actors, validate_llm_roles};
 use crate::password::{self, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordParams};
 use crate::permissions::check_access;
 use crate::secret::{
@@ -40,9 +41,10 @@ pub struct AuthConfig {
     pub totp_issuer: String,
     /// The OIDC providers.
     pub oidc_providers: Vec<OidcProvider>,
-    /// Seconds a valid API key is remembered in memory, sparing the database lookup on
-    /// every call. Revocation through this service takes effect at once; a revocation
-    /// by another node sharing the database takes effect within this time. 0 disables.
+    /// Seconds a valid API key (with its compiled actor binding) is remembered in
+    /// memory, sparing the database lookup on every call. A revocation or binding change
+    /// through this service takes effect at once on this node; on another node sharing
+    /// the database it takes effect within this time. 0 disables the cache.
     pub api_key_cache_secs: i64,
 }
 
@@ -59,7 +61,8 @@ impl Default for AuthConfig {
             mfa_required_roles: vec![Role::Admin, Role::ComplianceOfficer],
             totp_issuer: "Lexecon".to_owned(),
             oidc_providers: Vec::new(),
-            api_key_cache_secs: 5,
+            // Run-time state reaches every replica within 2 seconds.
+            api_key_cache_secs: 2,
         }
     }
 }
@@ -96,6 +99,11 @@ pub struct Principal {
     pub role: Role,
     /// Whether this session completed MFA (always false for API keys).
     pub mfa_verified: bool,
+    /// The actors an API key may speak for. `None` for users, and for keys without a
+    /// binding (created before bindings existed), which speak for no actor.
+    pub actors: Option<Arc<ActorBinding>>,
+    /// The LLM roles requests made with an API key may name; empty for users.
+    pub llm_roles: Arc<[String]>,
 }
 
 /// A session handed to a client.
@@ -143,6 +151,36 @@ pub struct MfaEnrollment {
     pub backup_codes: Vec<SecretString>,
 }
 
+/// What [`AuthService::create_api_key`] needs to make a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    /// A name for people, 1-128 bytes; ledger entries name the key `key:<name>`.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// Expiry, when set (must be in the future).
+    pub expires_at: Option<Timestamp>,
+    /// Full-match globs of the actors the key may speak for; at least one for role
+    /// `agent`. Empty for another role means no binding.
+    pub actors: Vec<String>,
+    /// The LLM roles requests made with the key may name.
+    pub llm_roles: Vec<String>,
+}
+
+impl NewApiKey {
+    /// A key of `name` and `role` without expiry, actors or LLM roles; set the other
+    /// fields with struct update syntax.
+    pub fn new(name: impl Into<String>, role: Role) -> NewApiKey {
+        NewApiKey {
+            name: name.into(),
+            role,
+            expires_at: None,
+            actors: Vec::new(),
+            llm_roles: Vec::new(),
+        }
+    }
+}
+
 /// A created API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedApiKey {
@@ -150,6 +188,31 @@ pub struct CreatedApiKey {
     pub key_id: String,
     /// The key (`lxk_...`), shown only this once.
     pub api_key: SecretString,
+    /// The actor patterns stored for the key (`None`: no binding).
+    pub actors: Option<Vec<String>>,
+    /// The LLM roles stored for the key.
+    pub llm_roles: Vec<String>,
+}
+
+/// An API key as an admin may see it: everything stored but the key's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// The key id.
+    pub key_id: String,
+    /// The name.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Expiry, when set.
+    pub expires_at: Option<Timestamp>,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// The actor patterns (`None`: no binding, the key speaks for no actor).
+    pub actors: Option<Vec<String>>,
+    /// The LLM roles.
+    pub llm_roles: Vec<String>,
 }
 
 /// Number of backup codes per enrollment.
@@ -163,8 +226,56 @@ type SharedRng = Mutex<Box<dyn CryptoRngCore + Send>>;
 /// Upper bound on remembered API keys; the cache is emptied when it is reached.
 const API_KEY_CACHE_MAX: usize = 10_000;
 
-/// API key records by key hash, with when each was read from the store.
-type KeyCache = HashMap<[u8; 32], (ApiKeyRecord, Timestamp)>;
+/// An API key as read from the store, with its binding compiled once so that
+/// authenticating with it never compiles a glob.
+#[derive(Debug)]
+struct ResolvedKey {
+    record: ApiKeyRecord,
+    actors: Option<Arc<ActorBinding>>,
+    llm_roles: Arc<[String]>,
+}
+
+impl ResolvedKey {
+    fn new(mut record: ApiKeyRecord) -> ResolvedKey {
+        let actors = record.actors.take().map(|patterns| {
+            let binding = ActorBinding::new(&patterns).unwrap_or_else(|e| {
+                // Bindings are validated before they are stored, so this means the row
+                // was edited by hand. Fail closed: the key speaks for no actor.
+                tracing::warn!(
+                    key_id = %record.key_id,
+                    key = %record.name,
+                    error = %e,
+                    "api key's stored actor binding does not compile; the key speaks for no \
+                     actor until it is bound again"
+                );
+                ActorBinding::nothing()
+            });
+            Arc::new(binding)
+        });
+        let llm_roles = Arc::from(std::mem::take(&mut record.llm_roles));
+        ResolvedKey {
+            record,
+            actors,
+            llm_roles,
+        }
+    }
+}
+
+/// API keys by key hash, with when each was read from the store.
+#[derive(Debug, Default)]
+struct KeyCache {
+    keys: HashMap<[u8; 32], (Arc<ResolvedKey>, Timestamp)>,
+    /// Bumped by every purge (revocation, binding change), so that a lookup that read
+    /// the store before the purge does not put its stale copy back.
+    generation: u64,
+}
+
+impl KeyCache {
+    fn purge(&mut self, key_id: &str) {
+        self.keys.retain(|_, (k, _)| k.record.key_id != key_id);
+        self.generation = self.generation.wrapping_add(1);
+    }
+}
 
 /// Authentication and authorization over an [`AuthStore`].
 pub struct AuthService {
@@ -209,7 +320,7 @@ impl AuthService {
             clock,
             config,
             rng: Mutex::new(rng),
-            key_cache: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(KeyCache::default()),
             dummy_hash,
         }
     }
@@ -241,18 +352,21 @@ impl AuthService {
         let hash = token_hash(token);
         if token.starts_with(API_KEY_PREFIX) {
             let key = self.api_key(&hash, now).await?;
-            if key.revoked_at.is_some() {
+            let record = &key.record;
+            if record.revoked_at.is_some() {
                 return Err(AuthError::ApiKeyRevoked);
             }
-            if key.expires_at.is_some_and(|e| now >= e) {
+            if record.expires_at.is_some_and(|e| now >= e) {
                 return Err(AuthError::ApiKeyExpired);
             }
             return Ok(Principal {
                 kind: PrincipalKind::ApiKey,
-                id: key.key_id,
-                name: key.name,
-                role: key.role,
+                id: record.key_id.clone(),
+                name: record.name.clone(),
+                role: record.role,
                 mfa_verified: false,
+                actors: key.actors.clone(),
+                llm_roles: Arc::clone(&key.llm_roles),
             });
         }
         if !token.starts_with(SESSION_PREFIX) {
@@ -281,31 +395,44 @@ impl AuthService {
             name: user.username,
             role: user.role,
             mfa_verified: session.mfa_verified,
+            actors: None,
+            llm_roles: Arc::default(),
         })
     }
 
-    async fn api_key(&self, hash: &[u8; 32], now: Timestamp) -> Result<ApiKeyRecord, AuthError> {
+    async fn api_key(
+        &self,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Arc<ResolvedKey>, AuthError> {
         let ttl = self.config.api_key_cache_secs;
-        if ttl > 0 {
-            let cached = self.lock_cache().get(hash).cloned();
-            if let Some((key, read_at)) = cached
-                && now >= read_at
+        let generation = {
+            let cache = self.lock_cache();
+            if ttl > 0
+                && let Some((key, read_at)) = cache.keys.get(hash)
+                && now >= *read_at
                 && now < read_at.add_secs(ttl)
-                && ct_eq(&key.key_hash, hash)
+                && ct_eq(&key.record.key_hash, hash)
             {
-                return Ok(key);
+                return Ok(Arc::clone(key));
             }
-        }
-        let key = self.store.api_key_by_hash(hash).await?;
-        let key = key
+            cache.generation
+        };
+        let record = self.store.api_key_by_hash(hash).await?;
+        let record = record
             .filter(|k| ct_eq(&k.key_hash, hash))
             .ok_or(AuthError::InvalidCredentials)?;
-        if ttl > 0 && key.revoked_at.is_none() {
+        let key = Arc::new(ResolvedKey::new(record));
+        if ttl > 0 && key.record.revoked_at.is_none() {
             let mut cache = self.lock_cache();
-            if cache.len() >= API_KEY_CACHE_MAX {
-                cache.clear();
+            // A purge since our read may concern this key; then what we read may be
+            // older than the change, so it is not remembered.
+            if cache.generation == generation {
+                if cache.keys.len() >= API_KEY_CACHE_MAX {
+                    cache.keys.clear();
+                }
+                cache.keys.insert(*hash, (Arc::clone(&key), now));
             }
-            cache.insert(*hash, (key.clone(), now));
         }
         Ok(key)
     }
@@ -566,12 +693,18 @@ impl AuthService {
     }
 
     /// Creates an API key; the plaintext is returned only here.
-    pub async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        expires_at: Option<Timestamp>,
-    ) -> Result<CreatedApiKey, AuthError> {
+    ///
+    /// An `agent` key must be bound to at least one actor pattern (`actors`); the
+    /// patterns follow the glob rules of policies. Refusals are `InvalidArgument`
+    /// naming the field.
+    pub async fn create_api_key(&self, new: NewApiKey) -> Result<CreatedApiKey, AuthError> {
+        let NewApiKey {
+            name,
+            role,
+            expires_at,
+            actors,
+            llm_roles,
+        } = new;
         if name.trim().is_empty() || name.len() > 128 {
             return Err(AuthError::InvalidArgument {
                 field: "name",
@@ -585,26 +718,86 @@ impl AuthService {
                 reason: "must be in the future".to_owned(),
             });
         }
+        let binding = validate_actors(role, &actors)?;
+        validate_llm_roles(&llm_roles)?;
+        let actors = binding.map(|_| actors);
         let (key_id, api_key) =
             self.with_rng_do(|rng| (random_id(rng, "key_"), random_token(rng, API_KEY_PREFIX)));
         self.store
             .insert_api_key(&ApiKeyRecord {
                 key_id: key_id.clone(),
-                name: name.to_owned(),
+                name,
                 role,
                 key_hash: token_hash(api_key.expose()),
                 created_at: now,
                 expires_at,
                 revoked_at: None,
+                actors: actors.clone(),
+                llm_roles: llm_roles.clone(),
             })
             .await?;
-        Ok(CreatedApiKey { key_id, api_key })
+        Ok(CreatedApiKey {
+            key_id,
+            api_key,
+            actors,
+            llm_roles,
+        })
+    }
+
+    /// Replaces the actors an API key may speak for and the LLM roles it may name,
+    /// checked as [`AuthService::create_api_key`] checks them (an `agent` key needs at
+    /// least one actor pattern; for another role an empty list removes the binding).
+    /// False when the key is unknown or revoked.
+    ///
+    /// Takes effect at once on this node; on another node sharing the database within
+    /// [`AuthConfig::api_key_cache_secs`].
+    pub async fn set_api_key_binding(
+        &self,
+        key_id: &str,
+        actors: Vec<String>,
+        llm_roles: Vec<String>,
+    ) -> Result<bool, AuthError> {
+        // The patterns are checked before the key is looked up, so a bad request is
+        // refused the same way whether or not the key exists.
+        if !actors.is_empty() {
+            ActorBinding::new(&actors)?;
+        }
+        validate_llm_roles(&llm_roles)?;
+        let Some(key) = self.store.api_key_by_id(key_id).await? else {
+            return Ok(false);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(false);
+        }
+        if actors.is_empty() {
+            validate_actors(key.role, &actors)?;
+        }
+        let updated = self
+            .store
+            .set_api_key_binding(key_id, &actors, &llm_roles)
+            .await?;
+        self.lock_cache().purge(key_id);
+        Ok(updated)
+    }
+
+    /// An API key's stored state without its hash; `None` when the id is unknown.
+    pub async fn api_key_info(&self, key_id: &str) -> Result<Option<ApiKeyInfo>, AuthError> {
+        Ok(self.store.api_key_by_id(key_id).await?.map(|k| ApiKeyInfo {
+            key_id: k.key_id,
+            name: k.name,
+            role: k.role,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            actors: k.actors,
+            llm_roles: k.llm_roles,
+        }))
     }
 
     /// Revokes an API key; false when unknown or already revoked.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<bool, AuthError> {
         let revoked = self.store.revoke_api_key(key_id, self.clock.now()).await?;
-        self.lock_cache().retain(|_, (k, _)| k.key_id != key_id);
+        self.lock_cache().purge(key_id);
         Ok(revoked)
     }
 

@@ -24,6 +24,17 @@ fn role(text: &str) -> Result<Role, StoreError> {
     text.parse().map_err(|_| StoreError::Corrupt("role"))
 }
 
+/// A JSON array of strings, as the binding columns hold them.
+fn string_list(text: &str, what: &'static str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// `list` as a JSON array of strings.
+fn list_json(list: &[String]) -> String {
+    // Serializing strings cannot fail; "[]" would be the harmless fallback anyway.
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
 fn ts(micros: i64) -> Timestamp {
     Timestamp::from_unix_micros(micros)
 }
@@ -36,7 +47,8 @@ const USER_COLUMNS: &str =
     "id, username, password_hash, role, created_at, failed_logins, locked_until, mfa_enabled";
 const SESSION_COLUMNS: &str =
     "token_hash, user_id, created_at, last_seen_at, expires_at, revoked_at, mfa_verified";
-const KEY_COLUMNS: &str = "key_id, name, role, key_hash, created_at, expires_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "key_id, name, role, key_hash, created_at, expires_at, revoked_at, actors, llm_roles";
 
 macro_rules! auth_store {
     ($name:ident, $pool:ty, $row:ty, $dir:literal, $doc:literal) => {
@@ -52,7 +64,8 @@ macro_rules! auth_store {
                 $name { pool }
             }
 
-            /// Applies this crate's migrations (3000-3999), leaving other crates' alone.
+            /// Applies this crate's migrations (3000-3999, embedded from `migrations/` at
+            /// build time), leaving other crates' alone.
             pub async fn migrate(pool: &$pool) -> Result<(), StoreError> {
                 let mut migrator = sqlx::migrate!($dir);
                 migrator.set_ignore_missing(true);
@@ -95,6 +108,11 @@ macro_rules! auth_store {
                     created_at: ts(row.try_get("created_at")?),
                     expires_at: opt_ts(row.try_get("expires_at")?),
                     revoked_at: opt_ts(row.try_get("revoked_at")?),
+                    actors: row
+                        .try_get::<Option<String>, _>("actors")?
+                        .map(|a| string_list(&a, "actors"))
+                        .transpose()?,
+                    llm_roles: string_list(&row.try_get::<String, _>("llm_roles")?, "llm_roles")?,
                 })
             }
         }
@@ -359,8 +377,8 @@ macro_rules! auth_store {
 
             async fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO auth_api_keys (key_id, name, role, key_hash, created_at, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO auth_api_keys (key_id, name, role, key_hash, created_at, expires_at, \
+                     revoked_at, actors, llm_roles) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&k.key_id)
                 .bind(&k.name)
@@ -369,6 +387,8 @@ macro_rules! auth_store {
                 .bind(k.created_at.unix_micros())
                 .bind(k.expires_at.map(Timestamp::unix_micros))
                 .bind(k.revoked_at.map(Timestamp::unix_micros))
+                .bind(k.actors.as_deref().map(list_json))
+                .bind(list_json(&k.llm_roles))
                 .execute(&self.pool)
                 .await
                 .map_err(map_insert)?;
@@ -379,6 +399,31 @@ macro_rules! auth_store {
                 let sql = format!("SELECT {KEY_COLUMNS} FROM auth_api_keys WHERE key_hash = $1");
                 let row = sqlx::query(&sql).bind(&key_hash[..]).fetch_optional(&self.pool).await?;
                 row.as_ref().map(Self::key_row).transpose()
+            }
+
+            async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+                let sql = format!("SELECT {KEY_COLUMNS} FROM auth_api_keys WHERE key_id = $1");
+                let row = sqlx::query(&sql).bind(key_id).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::key_row).transpose()
+            }
+
+            async fn set_api_key_binding(
+                &self,
+                key_id: &str,
+                actors: &[String],
+                llm_roles: &[String],
+            ) -> Result<bool, StoreError> {
+                let actors = (!actors.is_empty()).then(|| list_json(actors));
+                let done = sqlx::query(
+                    "UPDATE auth_api_keys SET actors = $1, llm_roles = $2 \
+                     WHERE key_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(actors)
+                .bind(list_json(llm_roles))
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError> {

@@ -116,6 +116,11 @@ pub struct ApiKeyRecord {
     pub expires_at: Option<Timestamp>,
     /// When revoked.
     pub revoked_at: Option<Timestamp>,
+    /// Full-match globs of the actors the key may speak for; `None` for a key created
+    /// before bindings existed (it speaks for no actor until bound).
+    pub actors: Option<Vec<String>>,
+    /// The LLM roles requests made with the key may name.
+    pub llm_roles: Vec<String>,
 }
 
 /// Where auth state lives. Implementations: [`crate::SqliteAuthStore`],
@@ -193,6 +198,16 @@ pub trait AuthStore: Send + Sync + fmt::Debug {
         &self,
         key_hash: &[u8; 32],
     ) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// An API key by id.
+    async fn api_key_by_id(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Replaces the actors and LLM roles of a key that is not revoked; an empty `actors`
+    /// removes the binding (stored as NULL). False when the key is unknown or revoked.
+    async fn set_api_key_binding(
+        &self,
+        key_id: &str,
+        actors: &[String],
+        llm_roles: &[String],
+    ) -> Result<bool, StoreError>;
     /// Revokes an API key; false when unknown or already revoked.
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Deletes sessions and challenges that can no longer be used (past their lifetime,

@@ -1,8 +1,12 @@
 //! Unit tests: roles, the permission table against the `.proto` files and the docs,
-//! TOTP test vectors, and redaction of secrets.
+//! actor bindings, TOTP test vectors, and redaction of secrets.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use lexecon_core::Glob;
+use proptest::prelude::*;
 
 use crate::secret::random_token;
 use crate::*;
@@ -82,6 +86,8 @@ fn principal(role: Role, kind: PrincipalKind, mfa_verified: bool) -> Principal {
         name: "test".into(),
         role,
         mfa_verified,
+        actors: None,
+        llm_roles: Arc::default(),
     }
 }
 
@@ -120,8 +126,10 @@ fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
         "AuthService/CreateUser",
         "AuthService/CreateApiKey",
         "AuthService/RevokeApiKey",
+        "AuthService/SetApiKeyActors",
     ];
     let agent = [
+        "AuthService/WhoAmI",
         "DecisionService/Decide",
         "DecisionService/VerifyToken",
         "BudgetService/Authorize",
@@ -179,7 +187,7 @@ fn each_role_may_call_exactly_its_methods_and_is_refused_the_rest() {
 }
 
 #[test]
-fn agent_may_call_only_the_six_service_rpcs() {
+fn agent_may_call_only_the_six_service_rpcs_and_who_am_i() {
     let allowed: BTreeSet<&str> = PERMISSIONS
         .iter()
         .filter(|(_, a)| matches!(a, Access::Roles(r) if r.contains(&Role::Agent)))
@@ -192,6 +200,7 @@ fn agent_may_call_only_the_six_service_rpcs() {
         "/lexecon.v1.BudgetService/Settle",
         "/lexecon.v1.BudgetService/Release",
         "/lexecon.v1.RiskService/Assess",
+        "/lexecon.v1.AuthService/WhoAmI",
     ]
     .into();
     assert_eq!(allowed, expected);
@@ -405,7 +414,9 @@ fn debug_of_secrets_is_redacted() {
             "{:?}",
             CreatedApiKey {
                 key_id: "key_1".into(),
-                api_key: s.clone()
+                api_key: s.clone(),
+                actors: Some(vec!["ai_agent:bot".into()]),
+                llm_roles: Vec::new(),
             }
         ),
         format!(
@@ -495,4 +506,117 @@ fn roles_and_provider_configs_deserialize_from_configuration() {
         err.to_string().contains("unknown field `audience`"),
         "{err}"
     );
+}
+
+fn binding(patterns: &[&str]) -> Result<ActorBinding, AuthError> {
+    let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+    ActorBinding::new(&patterns)
+}
+
+#[test]
+fn bindings_permit_exactly_the_actors_their_globs_match() {
+    let check = |patterns: &[&str], actor: &str, want: bool| {
+        assert_eq!(
+            binding(patterns).unwrap().permits(actor),
+            want,
+            "{patterns:?} for {actor:?}"
+        );
+    };
+    check(&["ai_agent:support_bot"], "ai_agent:support_bot", true);
+    check(&["ai_agent:support_bot"], "ai_agent:support_bot2", false);
+    check(&["ai_agent:support_bot"], "ai_agent:support", false);
+    check(&["ai_agent:support_*"], "ai_agent:support_bot", true);
+    check(&["ai_agent:support_*"], "ai_agent:support_", true);
+    check(&["ai_agent:support_*"], "ai_agent:Support_bot", false);
+    check(&["ai_agent:support_*"], "ai_agent:support", false);
+    check(&["ai_agent:support_*"], "xai_agent:support_bot", false);
+    check(&["ai_agent:support_*"], "admin:root", false);
+    check(&["ai_agent:support_*"], "", false);
+    check(&["ai_agent:support_?"], "ai_agent:support_1", true);
+    check(&["ai_agent:support_?"], "ai_agent:support_12", false);
+    check(&["support"], "ai_agent:support", false);
+    check(&["a:x", "b:*"], "b:y", true);
+    check(&["a:x", "b:*"], "a:y", false);
+    check(&["*"], "admin:root", true);
+    check(&[], "ai_agent:support_bot", false);
+    check(&[], "", false);
+}
+
+#[test]
+fn sole_literal_is_one_pattern_without_wildcards() {
+    let sole = |patterns: &[&str]| binding(patterns).unwrap().sole_literal().map(str::to_owned);
+    assert_eq!(sole(&["ai_agent:bot"]).as_deref(), Some("ai_agent:bot"));
+    assert_eq!(sole(&["ai_agent:*"]), None);
+    assert_eq!(sole(&["ai_agent:bo?"]), None);
+    assert_eq!(sole(&["ai_agent:a", "ai_agent:b"]), None);
+    assert_eq!(sole(&[]), None);
+}
+
+#[test]
+fn bindings_compare_and_print_by_their_patterns() {
+    let a = binding(&["ai_agent:*", "b"]).unwrap();
+    assert_eq!(a, binding(&["ai_agent:*", "b"]).unwrap());
+    assert_ne!(a, binding(&["b", "ai_agent:*"]).unwrap());
+    assert_eq!(a.patterns(), ["ai_agent:*", "b"]);
+    assert_eq!(format!("{a:?}"), r#"ActorBinding(["ai_agent:*", "b"])"#);
+    assert_eq!(a.clone(), a);
+}
+
+#[test]
+fn bad_bindings_are_refused_naming_actors_the_index_and_the_pattern() {
+    let refused = |patterns: &[&str]| {
+        let e = binding(patterns).unwrap_err();
+        assert!(e.is_invalid_argument(), "{e}");
+        assert!(e.to_string().starts_with("invalid actors: "), "{e}");
+        e.to_string()
+    };
+    let msg = refused(&["ai_agent:ok", "ai agent"]);
+    assert!(
+        msg.contains(r#"pattern 1 ("ai agent") is invalid: pattern contains ' '"#),
+        "{msg}"
+    );
+    let msg = refused(&["", "x"]);
+    assert!(
+        msg.contains(r#"pattern 0 ("") is invalid: pattern is empty"#),
+        "{msg}"
+    );
+    let msg = refused(&["x", "y", "é*"]);
+    assert!(msg.contains("pattern 2"), "{msg}");
+    let long = "a".repeat(MAX_ACTOR_PATTERN_LEN + 1);
+    let msg = refused(&["x", &long]);
+    assert!(
+        msg.contains("pattern 1") && msg.contains("257 bytes"),
+        "{msg}"
+    );
+    assert!(msg.len() < 300, "the pattern is quoted in part: {msg}");
+    assert!(binding(&[&"a".repeat(MAX_ACTOR_PATTERN_LEN)]).is_ok());
+
+    let many: Vec<String> = (0..=MAX_ACTOR_PATTERNS).map(|i| format!("a:{i}")).collect();
+    let e = ActorBinding::new(&many).unwrap_err();
+    assert!(e.is_invalid_argument(), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("invalid actors: 65 patterns given, at most 64"),
+        "{e}"
+    );
+    assert!(ActorBinding::new(&many[..MAX_ACTOR_PATTERNS]).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A binding permits exactly what one of its patterns, compiled by the policy glob,
+    /// matches.
+    #[test]
+    fn binding_permits_what_some_policy_glob_matches(
+        patterns in proptest::collection::vec("[ab:*?]{1,6}", 0..4),
+        actor in "[ab:]{0,6}",
+    ) {
+        let b = ActorBinding::new(&patterns).unwrap();
+        let expected = patterns.iter().any(|p| Glob::new(p).unwrap().matches(&actor));
+        prop_assert_eq!(b.permits(&actor), expected);
+        if let Some(only) = b.sole_literal() {
+            prop_assert_eq!(b.permits(&actor), actor == only);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Behaviour of the auth service through its public API: one suite run against the
-//! SQLite store (temp dir) and the PostgreSQL store (`LEXECON_TEST_DATABASE_URL`), plus
-//! OIDC ID-token validation with keys made in the test.
+//! SQLite store (temp dir) and the PostgreSQL store (`LEXECON_TEST_DATABASE_URL`),
+//! including API keys' actor bindings seen by one node and by two sharing a database,
+//! plus OIDC ID-token validation with keys made in the test.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,7 +11,7 @@
     reason = "a test: failing loudly is the point"
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -25,8 +26,26 @@ struct Harness {
     service: AuthService,
     store: Arc<dyn AuthStore>,
     clock: ManualClock,
+    db: Db,
     _tmp: Option<tempfile::TempDir>,
     _pg: Option<lexecon_testkit::PgDatabase>,
+}
+
+/// The database under test, for a second node's own connections and for writing rows
+/// the service would not write (keys from before bindings, damaged values).
+enum Db {
+    Sqlite(sqlx::SqlitePool, PathBuf),
+    Postgres(sqlx::PgPool, String),
+}
+
+async fn sqlite_pool(path: &Path) -> sqlx::SqlitePool {
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(opts)
+        .await
+        .unwrap()
 }
 
 fn test_config() -> AuthConfig {
@@ -39,17 +58,17 @@ fn test_config() -> AuthConfig {
 impl Harness {
     async fn sqlite() -> Harness {
         let tmp = tempfile::tempdir().unwrap();
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(tmp.path().join("lexecon.db"))
-            .create_if_missing(true);
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .connect_with(opts)
-            .await
-            .unwrap();
+        let path = tmp.path().join("lexecon.db");
+        let pool = sqlite_pool(&path).await;
         SqliteAuthStore::migrate(&pool).await.unwrap();
         // Migrating twice is harmless (the engine migrates on every start).
         SqliteAuthStore::migrate(&pool).await.unwrap();
-        Self::with_store(Arc::new(SqliteAuthStore::new(pool)), Some(tmp), None)
+        Self::with_store(
+            Arc::new(SqliteAuthStore::new(pool.clone())),
+            Db::Sqlite(pool, path),
+            Some(tmp),
+            None,
+        )
     }
 
     async fn postgres() -> Option<Harness> {
@@ -58,7 +77,8 @@ impl Harness {
         PgAuthStore::migrate(&pool).await.unwrap();
         PgAuthStore::migrate(&pool).await.unwrap();
         Some(Self::with_store(
-            Arc::new(PgAuthStore::new(pool)),
+            Arc::new(PgAuthStore::new(pool.clone())),
+            Db::Postgres(pool, db.url.clone()),
             None,
             Some(db),
         ))
@@ -66,6 +86,7 @@ impl Harness {
 
     fn with_store(
         store: Arc<dyn AuthStore>,
+        db: Db,
         tmp: Option<tempfile::TempDir>,
         pg: Option<lexecon_testkit::PgDatabase>,
     ) -> Harness {
@@ -77,8 +98,35 @@ impl Harness {
             service,
             store,
             clock,
+            db,
             _tmp: tmp,
             _pg: pg,
+        }
+    }
+
+    /// Another node on the same database: its own connections, cache and clock (which
+    /// starts where this harness's clock is and moves only when told).
+    async fn other_node(&self) -> (AuthService, ManualClock) {
+        let store: Arc<dyn AuthStore> = match &self.db {
+            Db::Sqlite(_, path) => Arc::new(SqliteAuthStore::new(sqlite_pool(path).await)),
+            Db::Postgres(_, url) => {
+                Arc::new(PgAuthStore::new(sqlx::PgPool::connect(url).await.unwrap()))
+            }
+        };
+        let clock = ManualClock::new(self.clock.now());
+        let service = AuthService::new(store, Arc::new(clock.clone()), test_config());
+        (service, clock)
+    }
+
+    /// Runs one statement with `$1` bound to `arg` (the same SQL works in both).
+    async fn exec(&self, sql: &str, arg: &str) {
+        match &self.db {
+            Db::Sqlite(pool, _) => {
+                sqlx::query(sql).bind(arg).execute(pool).await.unwrap();
+            }
+            Db::Postgres(pool, _) => {
+                sqlx::query(sql).bind(arg).execute(pool).await.unwrap();
+            }
         }
     }
 
@@ -192,6 +240,8 @@ async fn users_and_passwords(h: &Harness) {
             name: "alice".into(),
             role: Role::Viewer,
             mfa_verified: false,
+            actors: None,
+            llm_roles: Arc::default(),
         }
     );
     h.service
@@ -318,7 +368,7 @@ async fn sessions_expire_idle_and_absolute_and_are_revocable(h: &Harness) {
 async fn api_keys_expire_and_are_revocable(h: &Harness) {
     let key = h
         .service
-        .create_api_key("ci-agent", Role::Agent, None)
+        .create_api_key(agent_key("ci-agent", &["ai_agent:ci"]))
         .await
         .unwrap();
     assert!(key.api_key.expose().starts_with("lxk_"));
@@ -332,6 +382,10 @@ async fn api_keys_expire_and_are_revocable(h: &Harness) {
             name: "ci-agent".into(),
             role: Role::Agent,
             mfa_verified: false,
+            actors: Some(Arc::new(
+                ActorBinding::new(&["ai_agent:ci".to_owned()]).unwrap()
+            )),
+            llm_roles: Arc::default(),
         }
     );
     h.service
@@ -347,9 +401,10 @@ async fn api_keys_expire_and_are_revocable(h: &Harness) {
     // An admin API key works without MFA (the node's admin.token).
     let admin = h
         .service
-        .create_api_key("admin", Role::Admin, None)
+        .create_api_key(NewApiKey::new("admin", Role::Admin))
         .await
         .unwrap();
+    assert_eq!(admin.actors, None);
     let p = h
         .service
         .authenticate(admin.api_key.expose())
@@ -372,11 +427,10 @@ async fn api_keys_expire_and_are_revocable(h: &Harness) {
 
     let expiring = h
         .service
-        .create_api_key(
-            "short",
-            Role::Viewer,
-            Some(Timestamp::from_unix_secs(START + 60)),
-        )
+        .create_api_key(NewApiKey {
+            expires_at: Some(Timestamp::from_unix_secs(START + 60)),
+            ..NewApiKey::new("short", Role::Viewer)
+        })
         .await
         .unwrap();
     h.service
@@ -394,13 +448,16 @@ async fn api_keys_expire_and_are_revocable(h: &Harness) {
 
     let e = h
         .service
-        .create_api_key("past", Role::Viewer, Some(Timestamp::from_unix_secs(START)))
+        .create_api_key(NewApiKey {
+            expires_at: Some(Timestamp::from_unix_secs(START)),
+            ..NewApiKey::new("past", Role::Viewer)
+        })
         .await
         .unwrap_err();
     assert!(e.is_invalid_argument(), "{e}");
     let e = h
         .service
-        .create_api_key(" ", Role::Viewer, None)
+        .create_api_key(NewApiKey::new(" ", Role::Viewer))
         .await
         .unwrap_err();
     assert!(e.is_invalid_argument(), "{e}");
@@ -664,26 +721,49 @@ async fn oidc_exchange_gives_a_session_linked_by_subject(h: &Harness) {
     assert_eq!(names, ["test"]);
 }
 
+/// An agent key bound to `actors`.
+fn agent_key(name: &str, actors: &[&str]) -> NewApiKey {
+    NewApiKey {
+        actors: strings(actors),
+        ..NewApiKey::new(name, Role::Agent)
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The patterns of an API-key principal's binding (panics on a user or unbound key).
+fn patterns(p: &Principal) -> Vec<String> {
+    p.actors
+        .as_deref()
+        .expect("a bound key")
+        .patterns()
+        .to_vec()
+}
+
 async fn api_key_revoked_elsewhere_stops_working_within_the_cache_time(h: &Harness) {
+    let ttl = h.service.config().api_key_cache_secs;
+    assert_eq!(
+        ttl, 2,
+        "run-time state reaches every replica within 2 seconds"
+    );
     let key = h
         .service
-        .create_api_key("agent", Role::Agent, None)
+        .create_api_key(agent_key("agent", &["ai_agent:a"]))
         .await
         .unwrap();
+    // This node has the key in its cache.
     h.service.authenticate(key.api_key.expose()).await.unwrap();
-    // Another node sharing the database revokes the key.
-    let other = AuthService::new(
-        Arc::clone(&h.store),
-        Arc::new(h.clock.clone()),
-        test_config(),
-    );
+    // Another node sharing the database revokes the key: at once there.
+    let (other, _) = h.other_node().await;
+    other.authenticate(key.api_key.expose()).await.unwrap();
     assert!(other.revoke_api_key(&key.key_id).await.unwrap());
     let e = other.authenticate(key.api_key.expose()).await.unwrap_err();
     assert!(matches!(e, AuthError::ApiKeyRevoked), "{e}");
-    // This node still remembers it as valid, for at most api_key_cache_secs.
-    h.clock.advance_secs(4);
-    h.service.authenticate(key.api_key.expose()).await.unwrap();
-    h.clock.advance_secs(1);
+    // This node may still remember the key as valid, but not once api_key_cache_secs
+    // have passed on its clock.
+    h.clock.advance_secs(ttl);
     let e = h
         .service
         .authenticate(key.api_key.expose())
@@ -692,23 +772,421 @@ async fn api_key_revoked_elsewhere_stops_working_within_the_cache_time(h: &Harne
     assert!(matches!(e, AuthError::ApiKeyRevoked), "{e}");
 
     // Expiry is checked on every call, cached or not.
-    let at = Timestamp::from_unix_secs(START + 5 + 2);
+    let at = h.clock.now().add_secs(1);
     let expiring = h
         .service
-        .create_api_key("exp", Role::Agent, Some(at))
+        .create_api_key(NewApiKey {
+            expires_at: Some(at),
+            ..agent_key("exp", &["ai_agent:a"])
+        })
         .await
         .unwrap();
     h.service
         .authenticate(expiring.api_key.expose())
         .await
         .unwrap();
-    h.clock.advance_secs(2);
+    h.clock.advance_secs(1);
     let e = h
         .service
         .authenticate(expiring.api_key.expose())
         .await
         .unwrap_err();
     assert!(matches!(e, AuthError::ApiKeyExpired), "{e}");
+}
+
+async fn api_key_binding_changed_elsewhere_takes_effect_within_the_cache_time(h: &Harness) {
+    let ttl = h.service.config().api_key_cache_secs;
+    let key = h
+        .service
+        .create_api_key(agent_key("support", &["ai_agent:support_bot"]))
+        .await
+        .unwrap();
+    let token = key.api_key.expose();
+    let p = h.service.authenticate(token).await.unwrap();
+    assert!(p.actors.as_deref().unwrap().permits("ai_agent:support_bot"));
+
+    let (other, other_clock) = h.other_node().await;
+    other.authenticate(token).await.unwrap();
+    assert!(
+        other
+            .set_api_key_binding(
+                &key.key_id,
+                strings(&["ai_agent:billing_*"]),
+                strings(&["analyst"])
+            )
+            .await
+            .unwrap()
+    );
+    // At once on the node that changed it.
+    let p = other.authenticate(token).await.unwrap();
+    assert_eq!(patterns(&p), ["ai_agent:billing_*"]);
+    assert_eq!(&p.llm_roles[..], ["analyst"]);
+    // On this node once api_key_cache_secs have passed on its clock.
+    h.clock.advance_secs(ttl);
+    let p = h.service.authenticate(token).await.unwrap();
+    assert_eq!(patterns(&p), ["ai_agent:billing_*"]);
+    assert!(!p.actors.as_deref().unwrap().permits("ai_agent:support_bot"));
+    assert!(p.actors.as_deref().unwrap().permits("ai_agent:billing_bot"));
+    assert_eq!(&p.llm_roles[..], ["analyst"]);
+
+    // And the other way round: a revocation here reaches the other node within the
+    // cache time of the other node's clock.
+    other.authenticate(token).await.unwrap();
+    assert!(h.service.revoke_api_key(&key.key_id).await.unwrap());
+    other_clock.advance_secs(ttl);
+    let e = other.authenticate(token).await.unwrap_err();
+    assert!(matches!(e, AuthError::ApiKeyRevoked), "{e}");
+}
+
+async fn api_key_bindings_round_trip_and_show_on_the_principal(h: &Harness) {
+    let actors = strings(&["ai_agent:support_*", "ai_agent:triage"]);
+    let llm_roles = strings(&["analyst", "support agent"]);
+    let created = h
+        .service
+        .create_api_key(NewApiKey {
+            actors: actors.clone(),
+            llm_roles: llm_roles.clone(),
+            ..NewApiKey::new("support", Role::Agent)
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.actors.as_ref(), Some(&actors));
+    assert_eq!(created.llm_roles, llm_roles);
+
+    // What the store holds.
+    let record = h
+        .store
+        .api_key_by_id(&created.key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.actors.as_ref(), Some(&actors));
+    assert_eq!(record.llm_roles, llm_roles);
+    assert_eq!(record.name, "support");
+    assert_eq!(h.store.api_key_by_id("key_unknown").await.unwrap(), None);
+    let info = h
+        .service
+        .api_key_info(&created.key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&info.name, info.role, &info.actors, &info.llm_roles),
+        (
+            &"support".to_owned(),
+            Role::Agent,
+            &Some(actors.clone()),
+            &llm_roles
+        )
+    );
+    assert_eq!(h.service.api_key_info("key_unknown").await.unwrap(), None);
+
+    // On the principal: read from the store, from the cache, and with no cache.
+    let uncached = AuthService::new(
+        Arc::clone(&h.store),
+        Arc::new(h.clock.clone()),
+        AuthConfig {
+            api_key_cache_secs: 0,
+            ..test_config()
+        },
+    );
+    for service in [&h.service, &h.service, &uncached] {
+        let p = service
+            .authenticate(created.api_key.expose())
+            .await
+            .unwrap();
+        assert_eq!(patterns(&p), actors);
+        let binding = p.actors.as_deref().unwrap();
+        assert!(binding.permits("ai_agent:support_bot"));
+        assert!(binding.permits("ai_agent:triage"));
+        assert!(!binding.permits("ai_agent:Support_bot"));
+        assert!(!binding.permits("ai_agent:support"));
+        assert!(!binding.permits("ai_agent:triage2"));
+        assert!(!binding.permits("admin:root"));
+        assert_eq!(binding.sole_literal(), None);
+        assert_eq!(&p.llm_roles[..], llm_roles);
+        // Every principal, agent included, may ask who it is.
+        service
+            .authorize(&p, "/lexecon.v1.AuthService/WhoAmI")
+            .unwrap();
+        let e = service
+            .authorize(&p, "/lexecon.v1.AuthService/SetApiKeyActors")
+            .unwrap_err();
+        assert!(e.is_permission_denied(), "{e}");
+    }
+
+    // One literal actor: a request that leaves the actor empty means that actor.
+    let one = h
+        .service
+        .create_api_key(agent_key("bot", &["ai_agent:support_bot"]))
+        .await
+        .unwrap();
+    let p = h.service.authenticate(one.api_key.expose()).await.unwrap();
+    assert_eq!(
+        p.actors.as_deref().unwrap().sole_literal(),
+        Some("ai_agent:support_bot")
+    );
+    assert!(p.llm_roles.is_empty());
+
+    // Other roles may be bound too; without actors they have no binding.
+    let viewer = h
+        .service
+        .create_api_key(NewApiKey {
+            actors: strings(&["ai_agent:*"]),
+            ..NewApiKey::new("dashboard", Role::Viewer)
+        })
+        .await
+        .unwrap();
+    assert_eq!(viewer.actors, Some(strings(&["ai_agent:*"])));
+    let p = h
+        .service
+        .authenticate(viewer.api_key.expose())
+        .await
+        .unwrap();
+    assert_eq!(patterns(&p), ["ai_agent:*"]);
+    let admin = h
+        .service
+        .create_api_key(NewApiKey::new("ops", Role::Admin))
+        .await
+        .unwrap();
+    assert_eq!((admin.actors, admin.llm_roles), (None, Vec::new()));
+    let p = h
+        .service
+        .authenticate(admin.api_key.expose())
+        .await
+        .unwrap();
+    assert_eq!(p.actors, None);
+    assert!(p.llm_roles.is_empty());
+    h.service
+        .authorize(&p, "/lexecon.v1.AuthService/SetApiKeyActors")
+        .unwrap();
+    // Users are bound to nothing.
+    h.service
+        .create_user("alice", PASSWORD, Role::Viewer)
+        .await
+        .unwrap();
+    let s = h.session("alice").await;
+    let p = h.service.authenticate(s.token.expose()).await.unwrap();
+    assert_eq!((p.actors, p.llm_roles.len()), (None, 0));
+}
+
+async fn api_key_bindings_are_checked_naming_the_field(h: &Harness) {
+    fn refused<T: std::fmt::Debug>(result: Result<T, AuthError>, field: &str) -> String {
+        let e = result.unwrap_err();
+        assert!(e.is_invalid_argument(), "{e}");
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("invalid {field}: ")), "{msg}");
+        msg
+    }
+    let create = |new: NewApiKey| h.service.create_api_key(new);
+
+    let msg = refused(create(NewApiKey::new("agent", Role::Agent)).await, "actors");
+    assert!(
+        msg.contains("an agent key must be bound to the actors it speaks for")
+            && msg.contains("--actor"),
+        "{msg}"
+    );
+    let msg = refused(
+        create(agent_key("agent", &["ai_agent:ok", "ai agent:bad"])).await,
+        "actors",
+    );
+    assert!(
+        msg.contains(r#"pattern 1 ("ai agent:bad") is invalid"#),
+        "{msg}"
+    );
+    let msg = refused(
+        create(agent_key("agent", &["ai_agent:ok", ""])).await,
+        "actors",
+    );
+    assert!(msg.contains("pattern 1"), "{msg}");
+    let many: Vec<String> = (0..65).map(|i| format!("ai_agent:{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let msg = refused(create(agent_key("agent", &many)).await, "actors");
+    assert!(msg.contains("at most 64"), "{msg}");
+    // Refused for other roles too: a binding given is a binding checked.
+    refused(
+        create(NewApiKey {
+            actors: strings(&["bad actor"]),
+            ..NewApiKey::new("viewer", Role::Viewer)
+        })
+        .await,
+        "actors",
+    );
+    for bad in [
+        strings(&[""]),
+        strings(&["a\nb"]),
+        vec!["x".repeat(65)],
+        (0..33).map(|i| format!("role{i}")).collect(),
+    ] {
+        refused(
+            create(NewApiKey {
+                llm_roles: bad,
+                ..agent_key("agent", &["ai_agent:a"])
+            })
+            .await,
+            "llm_roles",
+        );
+    }
+    let ok = create(NewApiKey {
+        llm_roles: vec!["x".repeat(64), "support agent".into()],
+        ..agent_key("agent", &["ai_agent:a"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.llm_roles.len(), 2);
+
+    // Changing a binding is checked the same way, and a refusal changes nothing.
+    let set = |actors: &[&str], roles: &[&str]| {
+        h.service
+            .set_api_key_binding(&ok.key_id, strings(actors), strings(roles))
+    };
+    let msg = refused(set(&[], &[]).await, "actors");
+    assert!(msg.contains("--actor"), "{msg}");
+    let msg = refused(set(&["ai_agent:b", "a b"], &[]).await, "actors");
+    assert!(msg.contains(r#"pattern 1 ("a b")"#), "{msg}");
+    refused(set(&["ai_agent:b"], &[""]).await, "llm_roles");
+    let p = h.service.authenticate(ok.api_key.expose()).await.unwrap();
+    assert_eq!(patterns(&p), ["ai_agent:a"]);
+    assert_eq!(p.llm_roles.len(), 2);
+
+    // Unknown and revoked keys are not changed.
+    assert!(
+        !h.service
+            .set_api_key_binding("key_unknown", strings(&["ai_agent:a"]), Vec::new())
+            .await
+            .unwrap()
+    );
+    assert!(h.service.revoke_api_key(&ok.key_id).await.unwrap());
+    assert!(!set(&["ai_agent:b"], &[]).await.unwrap());
+    let record = h.store.api_key_by_id(&ok.key_id).await.unwrap().unwrap();
+    assert_eq!(record.actors, Some(strings(&["ai_agent:a"])));
+
+    // A key of another role may lose its binding (stored as none).
+    let viewer = create(NewApiKey {
+        actors: strings(&["ai_agent:*"]),
+        ..NewApiKey::new("viewer", Role::Viewer)
+    })
+    .await
+    .unwrap();
+    assert!(
+        h.service
+            .set_api_key_binding(&viewer.key_id, Vec::new(), strings(&["r"]))
+            .await
+            .unwrap()
+    );
+    let info = h
+        .service
+        .api_key_info(&viewer.key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((info.actors, info.llm_roles), (None, strings(&["r"])));
+}
+
+async fn binding_changes_and_revocation_take_effect_at_once_on_this_node(h: &Harness) {
+    assert!(h.service.config().api_key_cache_secs > 0, "the cache is on");
+    let key = h
+        .service
+        .create_api_key(agent_key("support", &["ai_agent:support_bot"]))
+        .await
+        .unwrap();
+    let token = key.api_key.expose();
+    // Twice, so the second comes from the cache.
+    for _ in 0..2 {
+        let p = h.service.authenticate(token).await.unwrap();
+        assert_eq!(patterns(&p), ["ai_agent:support_bot"]);
+    }
+    assert!(
+        h.service
+            .set_api_key_binding(
+                &key.key_id,
+                strings(&["ai_agent:billing_bot"]),
+                strings(&["analyst"])
+            )
+            .await
+            .unwrap()
+    );
+    // The clock has not moved: the cached principal must not be reused.
+    let p = h.service.authenticate(token).await.unwrap();
+    assert_eq!(patterns(&p), ["ai_agent:billing_bot"]);
+    assert!(!p.actors.as_deref().unwrap().permits("ai_agent:support_bot"));
+    assert_eq!(&p.llm_roles[..], ["analyst"]);
+    assert!(h.service.revoke_api_key(&key.key_id).await.unwrap());
+    let e = h.service.authenticate(token).await.unwrap_err();
+    assert!(matches!(e, AuthError::ApiKeyRevoked), "{e}");
+}
+
+async fn keys_from_before_bindings_speak_for_no_actor(h: &Harness) {
+    use sha2::Digest as _;
+    // A row as written before migration 3002: the new columns take their defaults.
+    let token = "lxk_a_key_created_before_bindings_existed";
+    let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let sql = "INSERT INTO auth_api_keys (key_id, name, role, key_hash, created_at) \
+               VALUES ('key_old', 'old', 'agent', $1, 0)";
+    match &h.db {
+        Db::Sqlite(pool, _) => {
+            sqlx::query(sql)
+                .bind(&hash[..])
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        Db::Postgres(pool, _) => {
+            sqlx::query(sql)
+                .bind(&hash[..])
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+    let record = h.store.api_key_by_id("key_old").await.unwrap().unwrap();
+    assert_eq!((record.actors, record.llm_roles), (None, Vec::new()));
+    let p = h.service.authenticate(token).await.unwrap();
+    assert_eq!(
+        (p.kind, p.name.as_str(), p.role),
+        (PrincipalKind::ApiKey, "old", Role::Agent)
+    );
+    assert_eq!(p.actors, None);
+    assert!(p.llm_roles.is_empty());
+
+    // Binding it makes it speak for its actors.
+    assert!(
+        h.service
+            .set_api_key_binding("key_old", strings(&["ai_agent:old_*"]), Vec::new())
+            .await
+            .unwrap()
+    );
+    let p = h.service.authenticate(token).await.unwrap();
+    assert!(p.actors.as_deref().unwrap().permits("ai_agent:old_bot"));
+
+    // A stored binding that does not compile (edited by hand) fails closed: the key
+    // speaks for no actor.
+    let ttl = h.service.config().api_key_cache_secs;
+    h.exec(
+        "UPDATE auth_api_keys SET actors = $1 WHERE key_id = 'key_old'",
+        r#"["ai_agent:old_*", "not an actor"]"#,
+    )
+    .await;
+    h.clock.advance_secs(ttl);
+    let p = h.service.authenticate(token).await.unwrap();
+    let binding = p.actors.as_deref().unwrap();
+    assert!(binding.patterns().is_empty(), "{binding:?}");
+    assert!(!binding.permits("ai_agent:old_bot"));
+    assert_eq!(binding.sole_literal(), None);
+
+    // A value that is not a JSON list is a damaged database, not a key to trust.
+    h.exec(
+        "UPDATE auth_api_keys SET actors = $1 WHERE key_id = 'key_old'",
+        "{not json",
+    )
+    .await;
+    h.clock.advance_secs(ttl);
+    let e = h.service.authenticate(token).await.unwrap_err();
+    assert!(
+        matches!(e, AuthError::Store(StoreError::Corrupt("actors"))),
+        "{e}"
+    );
+    assert!(!e.is_unauthenticated() && !e.is_permission_denied());
 }
 
 async fn concurrent_use_of_one_code_succeeds_once(h: &Harness) {
@@ -812,6 +1290,11 @@ store_suite!(
     sessions_expire_idle_and_absolute_and_are_revocable,
     api_keys_expire_and_are_revocable,
     api_key_revoked_elsewhere_stops_working_within_the_cache_time,
+    api_key_binding_changed_elsewhere_takes_effect_within_the_cache_time,
+    api_key_bindings_round_trip_and_show_on_the_principal,
+    api_key_bindings_are_checked_naming_the_field,
+    binding_changes_and_revocation_take_effect_at_once_on_this_node,
+    keys_from_before_bindings_speak_for_no_actor,
     mfa_is_required_for_admins_and_cannot_be_skipped,
     wrong_mfa_codes_count_towards_lockout,
     viewer_may_opt_into_mfa,

@@ -3,7 +3,8 @@
 //! `lexecon-core` owns the vocabulary of the decision pipeline: prefixed ULID ids
 //! ([`DecisionId`], [`TokenId`], ...), validated names ([`Actor`], [`Action`], [`Tool`],
 //! [`DataClass`]), the request an agent proposes ([`ActionRequest`]), the answers
-//! ([`Outcome`], [`RiskLevel`], [`PolicyMode`]), time ([`Timestamp`], [`Clock`]) and the
+//! ([`Outcome`], [`RiskLevel`], [`PolicyMode`]), time ([`Timestamp`], [`Clock`]), the
+//! full-match [`Glob`] patterns that policies and API-key bindings grant by, and the
 //! canonical byte encoding used wherever something is hashed or signed ([`canonical`]).
 //!
 //! It does no IO: time and randomness come in through [`Clock`] and plain arguments, so
@@ -13,6 +14,7 @@
 
 pub mod canonical;
 mod clock;
+pub mod glob;
 mod ids;
 mod names;
 mod outcome;
@@ -20,6 +22,7 @@ mod request;
 mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use glob::{Glob, GlobError};
 pub use ids::{DecisionId, IdError, ReservationId, TokenId};
 pub use names::{Action, Actor, DataClass, NameError, Tool};
 pub use outcome::{Outcome, ParseEnumError, PolicyMode, RiskLevel};

@@ -53,9 +53,9 @@ impl NameError {
     }
 }
 
-const IDENT_CHARS: &str = "ASCII letters, digits and . _ - : / @ + =";
+pub(crate) const IDENT_CHARS: &str = "ASCII letters, digits and . _ - : / @ + =";
 
-fn is_ident_char(b: u8) -> bool {
+pub(crate) fn is_ident_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+' | b'=')
 }
 

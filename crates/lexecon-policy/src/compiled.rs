@@ -3,10 +3,9 @@
 
 use std::fmt::Write as _;
 
-use lexecon_core::{ActionRequest, Outcome, PolicyMode};
+use lexecon_core::{ActionRequest, Glob, Outcome, PolicyMode};
 use serde::Serialize;
 
-use crate::glob::Glob;
 use crate::hash::policy_hash;
 use crate::index::{FastMap, PatternIndex};
 use crate::model::{Policy, RelationKind, TermKind, When};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::glob::Glob;
+use lexecon_core::Glob;
 
 /// FNV-1a: keys are short strings chosen by the policy author, not by callers, so a
 /// fast non-keyed hash is safe here and several times cheaper than SipHash.

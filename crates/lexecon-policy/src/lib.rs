@@ -4,7 +4,6 @@
 
 mod cases;
 mod compiled;
-mod glob;
 mod hash;
 mod index;
 mod keys;
@@ -13,8 +12,10 @@ mod parse;
 
 pub use cases::{CaseResult, TestCase, TestReport, parse_cases, run_cases};
 pub use compiled::{CompiledPolicy, Evaluation, RelationTrace, RiskInput};
-pub use glob::{Glob, GlobError};
 pub use hash::POLICY_HASH_DOMAIN;
+/// The full-match glob of policy patterns; it lives in `lexecon-core` so that every crate
+/// granting by pattern (API-key actor bindings too) matches exactly as policies do.
+pub use lexecon_core::{Glob, GlobError};
 pub use model::{Diagnostic, Policy, Relation, RelationKind, Severity, Term, TermKind, When};
 pub use parse::RESERVED_REASONS;
 

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use lexecon_core::PolicyMode;
+use lexecon_core::glob::{Alphabet, Glob};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::glob::{Alphabet, Glob};
 use crate::model::{
     Diagnostic, Locator, Policy, Relation, RelationKind, Severity, Term, TermKind, When,
 };

@@ -93,37 +93,13 @@ to = "read"
 "#;
 
 #[test]
-fn globs_match_whole_values_only() {
-    let cases = [
-        ("ai_agent:customer_*", "ai_agent:customer_service", true),
-        ("ai_agent:customer_*", "ai_agent:customer_", true),
-        ("ai_agent:customer_*", "ai_agent:customer", false),
-        ("ai_agent:customer_*", "xai_agent:customer_service", false),
-        ("customer", "ai_agent:customer", false),
-        ("customer", "customers", false),
-        ("customer", "Customer", false),
-        ("actor", "actor", true),
-        ("*", "", true),
-        ("*", "a:b:c", true),
-        ("a*b", "a:x:b", true),
-        ("a*b", "a:x:bc", false),
-        ("a*b*c", "abxbxc", true),
-        ("a*b*c", "abxbxcx", false),
-        ("*a", "baa", true),
-        ("read:?", "read:x", true),
-        ("read:?", "read:", false),
-        ("read:?", "read:xy", false),
-        ("?", "é", true),
-        ("??", "é", false),
-        ("eu-*", "eu-west", true),
-        ("eu-*", "us-eu-west", false),
-        ("*-*-*", "a-b", false),
-        ("**", "anything", true),
-    ];
-    for (pattern, value, want) in cases {
-        let g = Glob::new(pattern).unwrap();
-        assert_eq!(g.matches(value), want, "{pattern:?} vs {value:?}");
-    }
+fn globs_are_the_core_matcher_re_exported() {
+    // Matching rules are tested in lexecon-core; policies and API-key bindings share them.
+    let g: lexecon_core::Glob = Glob::new("ai_agent:support_*").unwrap();
+    assert!(g.matches("ai_agent:support_bot"));
+    assert!(!g.matches("ai_agent:support"));
+    let e: lexecon_core::GlobError = Glob::new("").unwrap_err();
+    assert_eq!(e, crate::GlobError::Empty);
 }
 
 #[test]

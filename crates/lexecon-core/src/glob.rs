@@ -1,6 +1,11 @@
 //! Full-match glob patterns (`*` and `?`), compiled once and matched without allocating.
+//!
+//! One matcher for every crate that grants by pattern (policy terms, API-key actor
+//! bindings), so a pattern means the same thing wherever it is written.
 
 use std::fmt;
+
+use crate::names::{IDENT_CHARS, is_ident_char};
 
 /// One element of a compiled pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +26,7 @@ enum Tok {
 /// `support` does not match `ai_agent:support`.
 ///
 /// ```
-/// use lexecon_policy::Glob;
+/// use lexecon_core::Glob;
 ///
 /// let g = Glob::new("ai_agent:customer_*").unwrap();
 /// assert!(g.matches("ai_agent:customer_service"));
@@ -57,30 +62,29 @@ pub enum GlobError {
 }
 
 /// Which values a pattern is matched against, so impossible patterns are refused.
+///
+/// The `&'static str` is the field's name as error messages show it (`actor`, `tool`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Alphabet {
-    /// Actor, action, tool and data class names (see `lexecon_core` names).
+#[non_exhaustive]
+pub enum Alphabet {
+    /// Actor, action, tool and data class names: the alphabet of [`crate::Actor`] and
+    /// its siblings.
     Name(&'static str),
-    /// Context values: anything but control characters.
+    /// Free text such as context values: anything but control characters.
     Text(&'static str),
 }
-
-const NAME_CHARS: &str = "ASCII letters, digits and . _ - : / @ + =";
 
 impl Alphabet {
     fn check(self, c: char) -> Result<(), GlobError> {
         let ok = match self {
-            Alphabet::Name(_) => {
-                c.is_ascii_alphanumeric()
-                    || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+' | '=')
-            }
+            Alphabet::Name(_) => u8::try_from(c).is_ok_and(is_ident_char),
             Alphabet::Text(_) => !c.is_control(),
         };
         if ok {
             return Ok(());
         }
         let (field, allowed) = match self {
-            Alphabet::Name(field) => (field, NAME_CHARS),
+            Alphabet::Name(field) => (field, IDENT_CHARS),
             Alphabet::Text(field) => (field, "any character but control characters"),
         };
         Err(GlobError::BadChar {
@@ -97,8 +101,9 @@ impl Glob {
         Glob::for_field(pattern, Alphabet::Text("value"))
     }
 
-    /// Compiles `pattern`, refusing characters that no value of the field can contain.
-    pub(crate) fn for_field(pattern: &str, alphabet: Alphabet) -> Result<Glob, GlobError> {
+    /// Compiles `pattern`, refusing characters that no value of the field can contain
+    /// (a pattern with one could never match, which is almost always a typo).
+    pub fn for_field(pattern: &str, alphabet: Alphabet) -> Result<Glob, GlobError> {
         if pattern.is_empty() {
             return Err(GlobError::Empty);
         }
@@ -134,14 +139,14 @@ impl Glob {
         self.toks.iter().all(|t| matches!(t, Tok::Char(_)))
     }
 
-    /// The literal text before the first wildcard.
-    pub(crate) fn literal_prefix(&self) -> &str {
+    /// The literal text before the first wildcard (all of it for a literal pattern).
+    pub fn literal_prefix(&self) -> &str {
         let end = self.source.find(['*', '?']).unwrap_or(self.source.len());
         self.source.get(..end).unwrap_or("")
     }
 
-    /// The literal text after the last wildcard.
-    pub(crate) fn literal_suffix(&self) -> &str {
+    /// The literal text after the last wildcard (all of it for a literal pattern).
+    pub fn literal_suffix(&self) -> &str {
         let start = self.source.rfind(['*', '?']).map_or(0, |i| i + 1);
         self.source.get(start..).unwrap_or("")
     }
@@ -199,5 +204,110 @@ impl fmt::Debug for Glob {
 impl fmt::Display for Glob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_whole_values_only() {
+        let cases = [
+            ("ai_agent:customer_*", "ai_agent:customer_service", true),
+            ("ai_agent:customer_*", "ai_agent:customer_", true),
+            ("ai_agent:customer_*", "ai_agent:customer", false),
+            ("ai_agent:customer_*", "xai_agent:customer_service", false),
+            ("customer", "ai_agent:customer", false),
+            ("customer", "customers", false),
+            ("customer", "Customer", false),
+            ("actor", "actor", true),
+            ("*", "", true),
+            ("*", "a:b:c", true),
+            ("a*b", "a:x:b", true),
+            ("a*b", "a:x:bc", false),
+            ("a*b*c", "abxbxc", true),
+            ("a*b*c", "abxbxcx", false),
+            ("*a", "baa", true),
+            ("read:?", "read:x", true),
+            ("read:?", "read:", false),
+            ("read:?", "read:xy", false),
+            ("?", "é", true),
+            ("??", "é", false),
+            ("eu-*", "eu-west", true),
+            ("eu-*", "us-eu-west", false),
+            ("*-*-*", "a-b", false),
+            ("**", "anything", true),
+        ];
+        for (pattern, value, want) in cases {
+            let g = Glob::new(pattern).unwrap();
+            assert_eq!(g.matches(value), want, "{pattern:?} vs {value:?}");
+        }
+    }
+
+    #[test]
+    fn alphabets_refuse_patterns_that_could_never_match() {
+        let actor = Alphabet::Name("actor");
+        assert!(Glob::for_field("ai_agent:support_*", actor).is_ok());
+        assert!(Glob::for_field("svc/billing@eu-west-1?+=.", actor).is_ok());
+        for (bad, ch) in [("a b", ' '), ("é*", 'é'), ("x\t", '\t')] {
+            assert_eq!(
+                Glob::for_field(bad, actor).unwrap_err(),
+                GlobError::BadChar {
+                    ch,
+                    field: "actor",
+                    allowed: IDENT_CHARS
+                },
+                "{bad:?}"
+            );
+        }
+        let text = Alphabet::Text("context value");
+        assert!(Glob::for_field("a b é", text).is_ok());
+        assert!(Glob::new("a b é").is_ok());
+        assert!(Glob::for_field("a\u{7}", text).is_err());
+        assert_eq!(Glob::new("").unwrap_err(), GlobError::Empty);
+        assert_eq!(
+            Glob::for_field("a b", actor).unwrap_err().to_string(),
+            "pattern contains ' ', which no actor can contain (patterns support only `*` and `?` \
+             as wildcards; allowed are ASCII letters, digits and . _ - : / @ + =)"
+        );
+    }
+
+    #[test]
+    fn literal_parts_and_literalness() {
+        let check = |p: &str, literal: bool, prefix: &str, suffix: &str| {
+            let g = Glob::new(p).unwrap();
+            assert_eq!(
+                (g.is_literal(), g.literal_prefix(), g.literal_suffix()),
+                (literal, prefix, suffix),
+                "{p:?}"
+            );
+            assert_eq!(g.as_str(), p);
+            assert_eq!(g.to_string(), p);
+        };
+        check("ai_agent:bot", true, "ai_agent:bot", "ai_agent:bot");
+        check("ai_agent:*", false, "ai_agent:", "");
+        check("*:bot", false, "", ":bot");
+        check("a?b*c", false, "a", "c");
+        check("*", false, "", "");
+    }
+
+    /// Full-match glob by plain recursion: `*` any run, `?` one character.
+    fn naive(p: &[char], v: &[char]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some(('*', rest)) => (0..=v.len()).any(|i| naive(rest, &v[i..])),
+            Some(('?', rest)) => !v.is_empty() && naive(rest, &v[1..]),
+            Some((c, rest)) => v.first() == Some(c) && naive(rest, &v[1..]),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_naive_matching(pattern in "[ab:é*?]{1,8}", value in "[ab:é]{0,8}") {
+            let p: Vec<char> = pattern.chars().collect();
+            let v: Vec<char> = value.chars().collect();
+            proptest::prop_assert_eq!(Glob::new(&pattern).unwrap().matches(&value), naive(&p, &v));
+        }
     }
 }
