@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lexecon_core::{ActionRequest, SystemClock};
-use lexecon_engine::Engine;
+use lexecon_core::SystemClock;
+use lexecon_engine::{ActionInput, Caller, DecideInput, Engine};
 use lexecon_engine::config::{Config, Sources};
 use lexecon_engine::init::{InitOptions, init};
 
@@ -22,11 +22,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const IN_FLIGHT: u64 = 64;
 const PER_TASK: u64 = 16;
 
-fn request() -> ActionRequest {
-    ActionRequest::new("ai_agent:customer_service", "read:customer_data")
-        .and_then(|r| r.with_tool("database_query"))
-        .and_then(|r| r.with_data_class("pii"))
-        .unwrap()
+fn request() -> DecideInput {
+    DecideInput {
+        action: ActionInput {
+            actor: "ai_agent:customer_service".into(),
+            action: "read:customer_data".into(),
+            tool: "database_query".into(),
+            data_classes: vec!["pii".into()],
+            ..ActionInput::default()
+        },
+        request_id: String::new(),
+    }
 }
 
 fn bench_decide(c: &mut Criterion) {
@@ -50,7 +56,7 @@ fn bench_decide(c: &mut Criterion) {
             config_file: None,
         })
         .unwrap();
-        Arc::new(Engine::open(config, Arc::new(SystemClock)).await.unwrap())
+        Engine::open(config, Arc::new(SystemClock)).await.unwrap()
     });
     let mut group = c.benchmark_group("decide_in_process");
     group.throughput(Throughput::Elements(IN_FLIGHT * PER_TASK));
@@ -65,8 +71,9 @@ fn bench_decide(c: &mut Criterion) {
                     for _ in 0..IN_FLIGHT {
                         let engine = Arc::clone(&engine);
                         tasks.spawn(async move {
+                            let caller = Caller::Local("bench".into());
                             for _ in 0..PER_TASK {
-                                engine.decide("bench", request(), None).await.unwrap();
+                                engine.decide(&caller, request()).await.unwrap();
                             }
                         });
                     }

@@ -28,12 +28,12 @@ pub(crate) enum Command {
     Init(crate::commands::service::InitArgs),
     /// Run the gRPC server (initialising the data directory first if needed).
     Server(crate::commands::service::ServerArgs),
-    /// Users of the local database.
+    /// Users: on the local database, or through a server with --server.
     #[command(subcommand)]
-    User(crate::commands::service::UserCommand),
-    /// API keys of the local database.
+    User(crate::commands::admin::UserCommand),
+    /// API keys and the actors they may speak for: local database, or --server.
     #[command(subcommand)]
-    Apikey(crate::commands::service::ApiKeyCommand),
+    Apikey(crate::commands::admin::ApiKeyCommand),
     /// Ask a server whether an action may go ahead (DecisionService/Decide).
     Decide(crate::commands::decide::DecideArgs),
     /// Load generators against a running server.

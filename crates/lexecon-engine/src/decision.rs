@@ -32,6 +32,9 @@ pub struct Decision {
     pub decision_id: DecisionId,
     /// The caller's idempotency key, if any.
     pub request_id: Option<String>,
+    /// The actor decided for (the binding's literal actor when the request left it empty).
+    #[serde(default)]
+    pub actor: String,
     /// What was decided.
     pub outcome: Outcome,
     /// The effective mode.
@@ -53,6 +56,9 @@ pub struct Decision {
     pub token_expires_at: Option<Timestamp>,
     /// The budget reservation, for an approved LLM call.
     pub reservation_id: Option<String>,
+    /// Soft-limit warnings this decision's budget check raised.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// The decision's ledger index.
     pub ledger_index: u64,
     /// Its leaf hash.
@@ -61,4 +67,8 @@ pub struct Decision {
     pub policy_version_hash: [u8; 32],
     /// When it was decided.
     pub decided_at: Timestamp,
+    /// SHA-256 of the request, for decisions with a `request_id` (kept beside the
+    /// idempotency row, not in it).
+    #[serde(skip)]
+    pub fingerprint: Vec<u8>,
 }

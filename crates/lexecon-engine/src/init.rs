@@ -6,13 +6,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lexecon_auth::Role;
+use lexecon_auth::{NewApiKey, Role};
 use lexecon_capability::NodeKey;
 use lexecon_core::Clock;
 
-use crate::config::{CONFIG_FILE, default_config_file, is_initialised};
-use crate::db::Database;
-use crate::{EngineError, auth_service, migrate_all};
+use crate::config::{CONFIG_FILE, Config, Sources, default_config_file, is_initialised};
+use crate::{Caller, Engine, EngineError};
 
 /// What `init` created.
 #[derive(Debug, Clone)]
@@ -142,21 +141,22 @@ pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initia
     let policy = dir.join("policy.toml");
     fs::write(&policy, lexecon_policy::STARTER_POLICY).map_err(io(&policy))?;
 
-    let db_path = dir.join("lexecon.db");
-    let db = Database::connect(&format!("sqlite://{}", db_path.display()), 2)
-        .await
-        .map_err(EngineError::from)?;
-    migrate_all(&db).await?;
-    let auth = auth_service(&db, clock);
-    let created = auth
-        .create_api_key("admin", Role::Admin, None)
-        .await
-        .map_err(|e| {
-            EngineError::Db(crate::db::DbError::Other(format!(
-                "creating the admin key: {e}"
-            )))
-        })?;
-    db.close().await;
+    // The configuration as the server will see it (defaults and the environment, so a
+    // `LEXECON_DATABASE__URL` is honoured): the admin key goes to the database the
+    // server will use, through the engine, so its creation is ledgered like any other.
+    let mut config = Config::load(&Sources {
+        data_dir: Some(dir.clone()),
+        config_file: None,
+    })
+    .map_err(EngineError::from)?;
+    options.node_id.clone_into(&mut config.node.id);
+    let engine = Engine::open_local(config, clock).await?;
+    let created = engine
+        .create_api_key(&Caller::local(), NewApiKey::new("admin", Role::Admin))
+        .await;
+    let closed = engine.shutdown().await;
+    let created = created?;
+    closed?;
     let token_file = dir.join("admin.token");
     write_secret_file(
         &token_file,

@@ -16,6 +16,9 @@ pub mod policy;
 pub use config::{Config, ConfigError};
 pub use decision::Decision;
 pub use engine::{
-    Engine, EngineError, PolicyRecord, TokenCheck, auth_config, auth_service, auth_service_with,
-    migrate_all,
+    ActionInput, AuthorizeInput, Caller, Checkpoint, CreatedKey, DecideInput, Engine, EngineError,
+    EntryPage, ErrorClass, LlmAuthorization, LoginResult, MAX_LIMITS_BYTES, MAX_PAGE,
+    MAX_POLICY_BYTES, MAX_REASON_BYTES, MAX_REQUEST_ID_BYTES, MAX_TOKEN_BYTES, PolicyRecord,
+    PolicyValidation, Reloaded, SYNC_EVERY, TokenCheck, VerifyReport, VerifyTokenInput,
+    auth_config, auth_service_with, migrate_all,
 };

@@ -1,86 +1,42 @@
-//! The authentication and authorization layer: every RPC passes through it.
+//! The authentication layer: every RPC passes through it.
 //!
 //! Health and reflection (and the RPCs that obtain a session) are open; every other
-//! method needs `authorization: Bearer <api key or session token>` and a role the
-//! permission table of `lexecon-auth` allows. The caller is put in the request's
-//! extensions for the handlers. Successful API-key lookups are cached for a few
-//! seconds, keyed by a SHA-256 of the key, so the hot path does not hit the database
-//! on every call; a revoked key stops working within that time.
+//! method needs `authorization: Bearer <api key or session token>`. The engine
+//! authenticates it (one API-key cache, in `lexecon-auth`, purged on revocation) and
+//! checks the permission table; the caller is put in the request's extensions for the
+//! handlers, whose engine operations authorize it again.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use lexecon_auth::{
-    Access, AuthError, AuthService, Principal, PrincipalKind, Role, check_access, required_access,
-};
-use sha2::{Digest, Sha256};
+use lexecon_engine::{Caller, Engine, ErrorClass};
 use tonic::Status;
 use tonic::codegen::http;
 
 use crate::metrics::{Metrics, ReasonLabel};
 
-/// How long a successful API-key lookup is reused.
-pub const API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
-
 /// The authenticated caller, as handlers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// `user` or `api_key`.
-    pub kind: &'static str,
-    /// The user id or key id.
-    pub id: String,
-    /// The user or key name.
-    pub name: String,
-    /// The role.
-    pub role: Role,
-    /// Whether the session completed MFA.
-    pub mfa_verified: bool,
-    /// The bearer token the call carried (for Logout and WhoAmI; never logged).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The bearer token the call carried (for Logout; never logged).
     pub bearer: Arc<str>,
 }
 
-impl Caller {
-    /// The key under which idempotent requests of this caller are remembered.
-    pub fn principal_key(&self) -> String {
-        format!("{}:{}", self.kind, self.id)
-    }
-
-    /// The principal, for the auth service.
-    pub fn principal(&self) -> Principal {
-        Principal {
-            kind: if self.kind == "user" {
-                PrincipalKind::User
-            } else {
-                PrincipalKind::ApiKey
-            },
-            id: self.id.clone(),
-            name: self.name.clone(),
-            role: self.role,
-            mfa_verified: self.mfa_verified,
-        }
-    }
-}
-
-/// Authenticates bearer tokens with a short cache for API keys.
+/// Authenticates bearer tokens through the engine.
 #[derive(Debug)]
 pub struct Authenticator {
-    auth: Arc<AuthService>,
-    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    engine: Arc<Engine>,
     metrics: Arc<Metrics>,
 }
 
 impl Authenticator {
-    /// An authenticator over `auth`.
-    pub fn new(auth: Arc<AuthService>, metrics: Arc<Metrics>) -> Self {
-        Authenticator {
-            auth,
-            cache: Mutex::new(HashMap::new()),
-            metrics,
-        }
+    /// An authenticator over `engine`.
+    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+        Authenticator { engine, metrics }
     }
 
     fn fail(&self, reason: &str) {
@@ -92,33 +48,13 @@ impl Authenticator {
             .inc();
     }
 
-    async fn principal(&self, bearer: &str) -> Result<Principal, AuthError> {
-        let is_key = bearer.starts_with(lexecon_auth::API_KEY_PREFIX);
-        let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-        if is_key
-            && let Ok(cache) = self.cache.lock()
-            && let Some((p, at)) = cache.get(&digest)
-            && at.elapsed() < API_KEY_CACHE_TTL
-        {
-            return Ok(p.clone());
-        }
-        let principal = self.auth.authenticate(bearer).await?;
-        if is_key && let Ok(mut cache) = self.cache.lock() {
-            if cache.len() > 10_000 {
-                cache.retain(|_, (_, at)| at.elapsed() < API_KEY_CACHE_TTL);
-            }
-            cache.insert(digest, (principal.clone(), Instant::now()));
-        }
-        Ok(principal)
-    }
-
     /// Checks one call; `Ok(None)` for an open method.
     pub async fn check(
         &self,
         path: &str,
         authorization: Option<&str>,
-    ) -> Result<Option<Caller>, Status> {
-        if required_access(path) == Access::Open {
+    ) -> Result<Option<Authenticated>, Status> {
+        if Engine::is_open(path) {
             return Ok(None);
         }
         let Some(bearer) = authorization.and_then(|h| {
@@ -131,9 +67,9 @@ impl Authenticator {
             ));
         };
         let bearer = bearer.trim();
-        let principal = match self.principal(bearer).await {
-            Ok(p) => p,
-            Err(e) if e.is_unauthenticated() => {
+        let caller = match self.engine.authenticate(bearer).await {
+            Ok(c) => c,
+            Err(e) if e.class() == ErrorClass::Unauthenticated => {
                 self.fail("bad_token");
                 return Err(Status::unauthenticated(e.to_string()));
             }
@@ -144,20 +80,12 @@ impl Authenticator {
                 ));
             }
         };
-        if let Err(e) = check_access(&principal, path, &self.auth.config().mfa_required_roles) {
+        if let Err(e) = self.engine.check_access(&caller, path) {
             self.fail("permission_denied");
-            return Err(if e.is_unauthenticated() {
-                Status::unauthenticated(e.to_string())
-            } else {
-                Status::permission_denied(e.to_string())
-            });
+            return Err(crate::services::status(e));
         }
-        Ok(Some(Caller {
-            kind: principal.kind.as_str(),
-            id: principal.id,
-            name: principal.name,
-            role: principal.role,
-            mfa_verified: principal.mfa_verified,
+        Ok(Some(Authenticated {
+            caller,
             bearer: Arc::from(bearer),
         }))
     }

@@ -1,16 +1,11 @@
-//! Proto <-> domain conversions, by hand, at the edge. Every field of a request is
-//! validated here, and a bad one becomes `INVALID_ARGUMENT` naming the field.
+//! Proto <-> engine conversions, by hand, at the edge. Conversion only: the engine
+//! validates every field (a bad one is `INVALID_ARGUMENT` naming it); the one check
+//! here is that an enum number is one the proto defines.
 
-use lexecon_core::{
-    ActionRequest, LlmUsage, Outcome, PolicyMode, RequestError, RiskLevel, Timestamp,
-};
+use lexecon_core::{LlmUsage, Outcome, PolicyMode, RiskLevel, Timestamp};
+use lexecon_engine::{ActionInput, DecideInput};
 use lexecon_proto::v1 as pb;
 use tonic::Status;
-
-/// The status for a request field that breaks a rule: `INVALID_ARGUMENT` naming it.
-pub fn invalid(err: &RequestError) -> Status {
-    Status::invalid_argument(err.to_string())
-}
 
 fn mode_from_pb(value: i32) -> Result<Option<PolicyMode>, Status> {
     match pb::PolicyMode::try_from(value) {
@@ -62,12 +57,13 @@ pub fn timestamp_to_pb(ts: Timestamp) -> lexecon_proto::prost_types::Timestamp {
     }
 }
 
-/// The fields shared by Decide, Explain and Assess, validated into a domain request.
+/// The fields shared by Decide, Explain and Assess, as the engine takes them (it
+/// validates them).
 #[allow(
     clippy::too_many_arguments,
     reason = "mirrors the proto fields one to one"
 )]
-pub fn action_request(
+pub fn action_input(
     actor: &str,
     proposed_action: &str,
     tool: &str,
@@ -77,175 +73,97 @@ pub fn action_request(
     policy_mode: i32,
     context: &std::collections::HashMap<String, String>,
     llm: Option<&pb::LlmUsage>,
-) -> Result<ActionRequest, Status> {
-    let v = |r: Result<ActionRequest, RequestError>| r.map_err(|e| invalid(&e));
-    let mut req = v(ActionRequest::new(actor, proposed_action))?;
-    if !tool.is_empty() {
-        req = v(req.with_tool(tool))?;
-    }
-    req.user_intent = user_intent.to_owned();
-    for class in data_classes {
-        req.data_classes
-            .push(lexecon_core::DataClass::new(class.as_str()).map_err(|e| invalid(&e.into()))?);
-    }
-    req.risk_level = ActionRequest::parse_risk_level(risk_level).map_err(|e| invalid(&e))?;
-    req.mode = mode_from_pb(policy_mode)?;
-    req.context = context
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let Some(llm) = llm {
-        req.llm = Some(LlmUsage {
+) -> Result<ActionInput, Status> {
+    Ok(ActionInput {
+        actor: actor.to_owned(),
+        action: proposed_action.to_owned(),
+        tool: tool.to_owned(),
+        user_intent: user_intent.to_owned(),
+        data_classes: data_classes.to_vec(),
+        risk_level,
+        mode: mode_from_pb(policy_mode)?,
+        context: context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        llm: llm.map(|llm| LlmUsage {
             model: llm.model.clone(),
             user_id: (!llm.user_id.is_empty()).then(|| llm.user_id.clone()),
             roles: llm.roles.clone(),
             estimated_input_tokens: llm.estimated_input_tokens,
             max_output_tokens: llm.max_output_tokens,
-        });
-    }
-    req.validate().map_err(|e| invalid(&e))?;
-    Ok(req)
+        }),
+    })
 }
 
-/// Validates a `DecideRequest`.
-pub fn decide_request(r: &pb::DecideRequest) -> Result<(ActionRequest, Option<String>), Status> {
-    let req = action_request(
-        &r.actor,
-        &r.proposed_action,
-        &r.tool,
-        &r.user_intent,
-        &r.data_classes,
-        r.risk_level,
-        r.policy_mode,
-        &r.context,
-        r.llm.as_ref(),
-    )?;
-    if r.request_id.len() > 128 || r.request_id.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(
-            "request_id must be at most 128 bytes without control characters",
-        ));
-    }
-    Ok((
-        req,
-        (!r.request_id.is_empty()).then(|| r.request_id.clone()),
-    ))
+/// A `DecideRequest` as the engine takes it.
+pub fn decide_input(r: &pb::DecideRequest) -> Result<DecideInput, Status> {
+    Ok(DecideInput {
+        action: action_input(
+            &r.actor,
+            &r.proposed_action,
+            &r.tool,
+            &r.user_intent,
+            &r.data_classes,
+            r.risk_level,
+            r.policy_mode,
+            &r.context,
+            r.llm.as_ref(),
+        )?,
+        request_id: r.request_id.clone(),
+    })
+}
+
+/// A proto timestamp as a domain one (micro-second precision).
+pub fn timestamp_from_pb(t: &lexecon_proto::prost_types::Timestamp) -> Timestamp {
+    Timestamp::from_unix_micros(
+        t.seconds
+            .saturating_mul(1_000_000)
+            .saturating_add(i64::from(t.nanos / 1_000)),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn base() -> pb::DecideRequest {
-        pb::DecideRequest {
+    #[test]
+    fn an_unknown_policy_mode_is_invalid_argument_naming_it() {
+        let status = decide_input(&pb::DecideRequest {
+            policy_mode: 42,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("policy_mode"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn a_request_converts_field_for_field() {
+        let input = decide_input(&pb::DecideRequest {
             actor: "ai_agent:support".into(),
             proposed_action: "read:customer_data".into(),
-            tool: "database_query".into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_valid_request_converts() {
-        let (req, id) = decide_request(&pb::DecideRequest {
             risk_level: 3,
             request_id: "r1".into(),
-            ..base()
+            policy_mode: pb::PolicyMode::Paranoid as i32,
+            ..Default::default()
         })
         .unwrap();
-        assert_eq!(req.actor.as_str(), "ai_agent:support");
-        assert_eq!(req.risk_level, Some(3));
-        assert_eq!(id.as_deref(), Some("r1"));
-    }
-
-    #[test]
-    fn every_bad_field_is_invalid_argument_naming_it() {
-        let cases: Vec<(pb::DecideRequest, &str)> = vec![
-            (
-                pb::DecideRequest {
-                    actor: "x".repeat(300),
-                    ..base()
-                },
-                "actor",
-            ),
-            (
-                pb::DecideRequest {
-                    actor: "bad actor".into(),
-                    ..base()
-                },
-                "actor",
-            ),
-            (
-                pb::DecideRequest {
-                    proposed_action: String::new(),
-                    ..base()
-                },
-                "proposed_action",
-            ),
-            (
-                pb::DecideRequest {
-                    tool: "t*".into(),
-                    ..base()
-                },
-                "tool",
-            ),
-            (
-                pb::DecideRequest {
-                    data_classes: vec!["p ii".into()],
-                    ..base()
-                },
-                "data_classes",
-            ),
-            (
-                pb::DecideRequest {
-                    risk_level: 9,
-                    ..base()
-                },
-                "risk_level",
-            ),
-            (
-                pb::DecideRequest {
-                    policy_mode: 42,
-                    ..base()
-                },
-                "policy_mode",
-            ),
-            (
-                pb::DecideRequest {
-                    context: [("k".to_owned(), "v\n".to_owned())].into(),
-                    ..base()
-                },
-                "context.k",
-            ),
-            (
-                pb::DecideRequest {
-                    request_id: "r".repeat(200),
-                    ..base()
-                },
-                "request_id",
-            ),
-            (
-                pb::DecideRequest {
-                    llm: Some(pb::LlmUsage::default()),
-                    ..base()
-                },
-                "llm.model",
-            ),
-        ];
-        for (request, field) in cases {
-            let status = decide_request(&request).unwrap_err();
-            assert_eq!(status.code(), tonic::Code::InvalidArgument);
-            assert!(
-                status.message().starts_with(field),
-                "{field}: {}",
-                status.message()
-            );
-        }
+        assert_eq!(input.action.actor, "ai_agent:support");
+        assert_eq!(input.action.risk_level, 3);
+        assert_eq!(input.action.mode, Some(PolicyMode::Paranoid));
+        assert_eq!(input.request_id, "r1");
     }
 
     #[test]
     fn timestamps_convert_with_micro_precision() {
         let ts = timestamp_to_pb(Timestamp::from_unix_micros(1_500_000_000_123_456));
         assert_eq!((ts.seconds, ts.nanos), (1_500_000_000, 123_456_000));
+        assert_eq!(timestamp_from_pb(&ts).unix_micros(), 1_500_000_000_123_456);
         let neg = timestamp_to_pb(Timestamp::from_unix_micros(-1));
         assert_eq!((neg.seconds, neg.nanos), (-1, 999_999_000));
     }

@@ -126,6 +126,7 @@ fn spawn_sighup_reload(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                                 hash = %r.policy.compiled.hash_hex(),
                                 risk_changed = r.risk_changed,
                                 budget_changed = r.budget_changed,
+                                policy_source = %r.policy_source,
                                 "SIGHUP: configuration and policy reloaded"
                             );
                             if !r.needs_restart.is_empty() {
@@ -154,9 +155,20 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     {
         let metrics = Arc::clone(&metrics);
-        engine.ledger().on_commit(move |entries, took| {
+        engine.on_ledger_commit(move |entries, took| {
             metrics.ledger_batch_size.observe(entries as f64);
             metrics.ledger_commit_latency.observe(took.as_secs_f64());
+        });
+    }
+    {
+        let metrics = Arc::clone(&metrics);
+        engine.on_actor_refused(move |key| {
+            metrics
+                .actor_refusals
+                .get_or_create(&crate::metrics::KeyLabel {
+                    key: key.to_owned(),
+                })
+                .inc();
         });
     }
     let shared = Shared {
@@ -164,7 +176,7 @@ pub async fn serve(
         metrics: Arc::clone(&metrics),
     };
     let authenticator = Arc::new(Authenticator::new(
-        Arc::clone(engine.auth()),
+        Arc::clone(&engine),
         Arc::clone(&metrics),
     ));
 

@@ -25,6 +25,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Label: an API key's name (never the actor it tried).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabel {
+    /// The key's name.
+    pub key: String,
+}
+
 /// Label: build information.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -50,6 +57,8 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabel, Counter>,
     /// Requests refused as malformed, by field.
     pub invalid_requests: Family<ReasonLabel, Counter>,
+    /// Decide or Authorize calls refused because the key may not speak for the actor.
+    pub actor_refusals: Family<KeyLabel, Counter>,
 }
 
 impl Metrics {
@@ -94,6 +103,12 @@ impl Metrics {
             "Requests refused as malformed, by field",
             invalid_requests.clone(),
         );
+        let actor_refusals = Family::<KeyLabel, Counter>::default();
+        registry.register(
+            "actor_refusals",
+            "Calls refused because the key may not speak for the actor, by key",
+            actor_refusals.clone(),
+        );
         let build = Family::<BuildLabel, Gauge>::default();
         build
             .get_or_create(&BuildLabel {
@@ -110,6 +125,7 @@ impl Metrics {
             budget_denials,
             auth_failures,
             invalid_requests,
+            actor_refusals,
         }
     }
 

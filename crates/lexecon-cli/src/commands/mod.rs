@@ -1,5 +1,6 @@
 //! One function per command; each returns a [`Verdict`] or an error.
 
+pub(crate) mod admin;
 pub(crate) mod client;
 pub(crate) mod decide;
 pub(crate) mod ledger;
@@ -20,8 +21,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
     match cli.command {
         Command::Init(args) => service::run_init(&args),
         Command::Server(args) => service::run_server(&args),
-        Command::User(cmd) => service::run_user(&cmd),
-        Command::Apikey(cmd) => service::run_apikey(&cmd),
+        Command::User(cmd) => admin::run_user(&cmd),
+        Command::Apikey(cmd) => admin::run_apikey(&cmd),
         Command::Decide(args) => decide::run_decide(&args),
         Command::Bench(BenchCommand::Decide(args)) => decide::run_bench(&args),
         Command::Policy(cmd) => policy::run(&cmd),

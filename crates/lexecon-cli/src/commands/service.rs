@@ -1,18 +1,15 @@
-//! `lexecon init`, `lexecon server`, `lexecon user add`, `lexecon apikey create`: the
-//! commands that own a data directory.
+//! `lexecon init` and `lexecon server`: the commands that own a data directory.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use lexecon_auth::Role;
-use lexecon_core::{Clock, SystemClock, Timestamp};
+use anyhow::{Result, bail};
+use lexecon_core::SystemClock;
+use lexecon_engine::Engine;
 use lexecon_engine::config::{Config, LogFormat, Sources, is_initialised};
-use lexecon_engine::db::Database;
 use lexecon_engine::init::{InitOptions, init};
-use lexecon_engine::{Engine, auth_service, migrate_all};
 
 use super::client::runtime;
 use crate::Verdict;
@@ -176,7 +173,7 @@ pub(crate) fn run_server(args: &ServerArgs) -> Result<Verdict> {
             metrics: args.metrics_listen.unwrap_or(config.server.metrics_listen),
         };
         let token_file = config.admin_token_file();
-        let engine = Arc::new(Engine::open(config, Arc::new(SystemClock)).await?);
+        let engine = Engine::open(config, Arc::new(SystemClock)).await?;
         lexecon_server::serve(
             engine,
             listen,
@@ -191,156 +188,4 @@ pub(crate) fn run_server(args: &ServerArgs) -> Result<Verdict> {
         .await?;
         Ok(Verdict::Yes)
     })
-}
-
-fn parse_role(s: &str) -> Result<Role, String> {
-    s.parse::<Role>().map_err(|e| e.to_string())
-}
-
-/// `lexecon user ...`.
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum UserCommand {
-    /// Create a user in the local database.
-    #[command(after_long_help = "\
-The password is read from the first line of standard input with --password-stdin;
-otherwise a random one is generated and printed once. Roles: viewer, auditor,
-compliance_officer, admin (agent is for API keys). admin and compliance_officer must
-enroll in TOTP MFA before they get a full session.
-
-Example:
-  echo 'correct horse battery staple' | lexecon user add alice --role auditor --password-stdin")]
-    Add {
-        /// The user name.
-        name: String,
-        /// The role.
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-        /// Read the password from standard input.
-        #[arg(long)]
-        password_stdin: bool,
-        #[command(flatten)]
-        local: LocalArgs,
-    },
-}
-
-/// `lexecon apikey ...`.
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum ApiKeyCommand {
-    /// Create an API key in the local database; it is printed once and stored only as a hash.
-    #[command(after_long_help = "\
-Example:
-  lexecon apikey create --name billing-agent --role agent --expires-in-days 90")]
-    Create {
-        /// A name for the key.
-        #[arg(long)]
-        name: String,
-        /// The role: agent for services that ask for decisions; viewer, auditor,
-        /// compliance_officer or admin.
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-        /// Expire the key after this many days.
-        #[arg(long, value_name = "DAYS")]
-        expires_in_days: Option<u32>,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        local: LocalArgs,
-    },
-}
-
-async fn open_auth(local: &LocalArgs) -> Result<(lexecon_auth::AuthService, Database)> {
-    let config = local.load()?;
-    if local.config.is_none() && !is_initialised(&local.data_dir) && config.database.url.is_none() {
-        bail!(
-            "{} is not initialised; run `lexecon init --data-dir {}` first",
-            local.data_dir.display(),
-            local.data_dir.display()
-        );
-    }
-    let db = Database::connect(&config.database_url(), 2).await?;
-    migrate_all(&db).await?;
-    Ok((auth_service(&db, Arc::new(SystemClock)), db))
-}
-
-pub(crate) fn run_user(cmd: &UserCommand) -> Result<Verdict> {
-    let UserCommand::Add {
-        name,
-        role,
-        password_stdin,
-        local,
-    } = cmd;
-    let (password, generated) = if *password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("reading the password from standard input")?;
-        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
-    } else {
-        (random_password(), true)
-    };
-    let rt = runtime()?;
-    let created = rt.block_on(async {
-        let (auth, db) = open_auth(local).await?;
-        let created = auth.create_user(name, &password, *role).await;
-        db.close().await;
-        anyhow::Ok(created?)
-    })?;
-    println!("created user {name} ({role}) with id {}", created.user_id);
-    if generated {
-        println!("password (shown once): {password}");
-    }
-    if created.mfa_required {
-        println!("this role requires MFA: log in, then call AuthService/EnrollMfa");
-    }
-    Ok(Verdict::Yes)
-}
-
-fn random_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::thread_rng();
-    (0..20)
-        .filter_map(|_| {
-            ALPHABET
-                .get(rng.gen_range(0..ALPHABET.len()))
-                .copied()
-                .map(char::from)
-        })
-        .collect()
-}
-
-pub(crate) fn run_apikey(cmd: &ApiKeyCommand) -> Result<Verdict> {
-    let ApiKeyCommand::Create {
-        name,
-        role,
-        expires_in_days,
-        json,
-        local,
-    } = cmd;
-    let rt = runtime()?;
-    let expires = expires_in_days.map(|d| SystemClock.now().add_secs(i64::from(d) * 86_400));
-    let created = rt.block_on(async {
-        let (auth, db) = open_auth(local).await?;
-        let created = auth.create_api_key(name, *role, expires).await;
-        db.close().await;
-        anyhow::Ok(created?)
-    })?;
-    if *json {
-        let v = serde_json::json!({
-            "key_id": created.key_id,
-            "api_key": created.api_key.expose(),
-            "role": role.to_string(),
-            "expires_at": expires.map(Timestamp::to_rfc3339),
-        });
-        println!("{v}");
-    } else {
-        println!("created API key {} ({name}, {role})", created.key_id);
-        println!(
-            "key (shown once, stored only as a hash): {}",
-            created.api_key.expose()
-        );
-    }
-    Ok(Verdict::Yes)
 }

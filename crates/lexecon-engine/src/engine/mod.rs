@@ -1,72 +1,84 @@
-//! The engine: one value that owns the database, the active policy, the risk scorer,
-//! the keys, the ledger writer and the revocation list, and runs the decision pipeline.
+//! The engine: the one door. Every operation any adapter offers (decide, tokens, policy
+//! administration, users and keys, budgets, ledger reads) is a method here that
+//! validates its input, authorizes its caller, audits in the ledger and stores; the
+//! gRPC server and the CLI only convert. Run-time state (the active policy, token
+//! revocations, budget limits) lives in the shared database and reaches every replica
+//! within [`SYNC_EVERY`] plus a query.
+
+mod budget_ops;
+mod caller;
+mod decide;
+mod error;
+mod input;
+mod ledger_ops;
+mod payload;
+mod policy_ops;
+mod principals;
+mod refusals;
+mod store;
+mod sync;
+mod tokens;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use lexecon_auth::{AuthConfig, AuthService, PgAuthStore, SqliteAuthStore};
-use lexecon_budget::{
-    BudgetError, BudgetManager, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqlBudgetStore,
-};
-use lexecon_capability::{Claims, KeyRing, RevocationList, VerifyError, VerifyOptions};
-use lexecon_core::{ActionRequest, Clock, DecisionId, Outcome, ReservationId, Timestamp, TokenId};
-use lexecon_ledger::{
-    EntryKind, Ledger, LedgerError, LedgerStore, PgLedgerStore, Receipt, SqliteLedgerStore,
-};
-use lexecon_policy::{Evaluation, RiskInput};
-use lexecon_risk::{Assessment, RiskScorer};
-use rand::Rng;
+use lexecon_budget::{BudgetManager, BudgetStore, RedisBudgetStore, SqlBudgetStore};
+use lexecon_capability::{KeyRing, RevocationList};
+use lexecon_core::{Clock, TokenId};
+use lexecon_ledger::{EntryKind, Ledger, LedgerStore, PgLedgerStore, SqliteLedgerStore};
+use lexecon_risk::RiskScorer;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+pub use budget_ops::{AuthorizeInput, LlmAuthorization, MAX_LIMITS_BYTES};
+pub use caller::Caller;
+pub use error::{EngineError, ErrorClass};
+pub use input::{ActionInput, DecideInput, MAX_REQUEST_ID_BYTES};
+pub use ledger_ops::{Checkpoint, EntryPage, MAX_PAGE, VerifyReport};
+pub use policy_ops::{MAX_POLICY_BYTES, PolicyRecord, PolicyValidation, Reloaded};
+pub use principals::{CreatedKey, LoginResult};
+pub use tokens::{MAX_REASON_BYTES, MAX_TOKEN_BYTES, TokenCheck, VerifyTokenInput};
+
 use crate::config::Config;
 use crate::db::{Database, DbError};
-use crate::decision::{Decision, DimensionView, FactorView};
-use crate::policy::{ActivePolicy, PolicyLoadError, PolicySlot, compile, compile_file};
+use crate::decision::Decision;
+use crate::policy::PolicySlot;
 
-/// Something the engine could not do. Each variant maps to one gRPC status class.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] crate::ConfigError),
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The ledger failed; nothing was acknowledged.
-    #[error("ledger: {0}")]
-    Ledger(#[from] LedgerError),
-    /// A policy is invalid (the active one stays).
-    #[error(transparent)]
-    Policy(#[from] PolicyLoadError),
-    /// The node's keys could not be loaded or used.
-    #[error("keys: {0}")]
-    Keys(String),
-    /// The risk configuration is invalid.
-    #[error("invalid configuration: {0}")]
-    Risk(#[from] lexecon_risk::RiskConfigError),
-    /// The budget configuration is invalid.
-    #[error("invalid configuration: {0}")]
-    Budget(#[from] lexecon_budget::BudgetConfigError),
-    /// Redis could not be reached or configured.
-    #[error("redis: {0}; check redis.url")]
-    Redis(String),
-    /// The caller asked for something that does not exist or is malformed.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// Something the caller asked for was not found.
-    #[error("{0}")]
-    NotFound(String),
-    /// Another call (here or on another server) is deciding the same request; retry.
-    #[error("{0}")]
-    InProgress(String),
-}
+/// How often the engine re-reads run-time state that other replicas may have changed.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl From<sqlx::Error> for EngineError {
-    fn from(err: sqlx::Error) -> Self {
-        EngineError::Db(DbError::Query(err))
-    }
+/// The gRPC method paths the permission table of `lexecon-auth` is keyed by: each
+/// engine operation authorizes its caller under the path of the RPC that exposes it.
+pub(crate) mod ops {
+    pub(crate) const DECIDE: &str = "/lexecon.v1.DecisionService/Decide";
+    pub(crate) const VERIFY_TOKEN: &str = "/lexecon.v1.DecisionService/VerifyToken";
+    pub(crate) const REVOKE_TOKEN: &str = "/lexecon.v1.DecisionService/RevokeToken";
+    pub(crate) const GET_ACTIVE_POLICY: &str = "/lexecon.v1.PolicyService/GetActivePolicy";
+    pub(crate) const VALIDATE_POLICY: &str = "/lexecon.v1.PolicyService/ValidatePolicy";
+    pub(crate) const LOAD_POLICY: &str = "/lexecon.v1.PolicyService/LoadPolicy";
+    pub(crate) const LIST_POLICY_VERSIONS: &str = "/lexecon.v1.PolicyService/ListPolicyVersions";
+    pub(crate) const EXPLAIN: &str = "/lexecon.v1.PolicyService/Explain";
+    pub(crate) const GET_ENTRIES: &str = "/lexecon.v1.LedgerService/GetEntries";
+    pub(crate) const GET_ENTRY: &str = "/lexecon.v1.LedgerService/GetEntry";
+    pub(crate) const VERIFY_LEDGER: &str = "/lexecon.v1.LedgerService/Verify";
+    pub(crate) const GET_CHECKPOINT: &str = "/lexecon.v1.LedgerService/GetCheckpoint";
+    pub(crate) const GET_INCLUSION_PROOF: &str = "/lexecon.v1.LedgerService/GetInclusionProof";
+    pub(crate) const GET_CONSISTENCY_PROOF: &str = "/lexecon.v1.LedgerService/GetConsistencyProof";
+    pub(crate) const ASSESS: &str = "/lexecon.v1.RiskService/Assess";
+    pub(crate) const AUTHORIZE: &str = "/lexecon.v1.BudgetService/Authorize";
+    pub(crate) const SETTLE: &str = "/lexecon.v1.BudgetService/Settle";
+    pub(crate) const RELEASE: &str = "/lexecon.v1.BudgetService/Release";
+    pub(crate) const GET_USAGE: &str = "/lexecon.v1.BudgetService/GetUsage";
+    pub(crate) const GET_LIMITS: &str = "/lexecon.v1.BudgetService/GetLimits";
+    pub(crate) const UPDATE_LIMITS: &str = "/lexecon.v1.BudgetService/UpdateLimits";
+    pub(crate) const LOGOUT: &str = "/lexecon.v1.AuthService/Logout";
+    pub(crate) const WHO_AM_I: &str = "/lexecon.v1.AuthService/WhoAmI";
+    pub(crate) const CREATE_USER: &str = "/lexecon.v1.AuthService/CreateUser";
+    pub(crate) const ENROLL_MFA: &str = "/lexecon.v1.AuthService/EnrollMfa";
+    pub(crate) const CREATE_API_KEY: &str = "/lexecon.v1.AuthService/CreateApiKey";
+    pub(crate) const REVOKE_API_KEY: &str = "/lexecon.v1.AuthService/RevokeApiKey";
+    pub(crate) const SET_API_KEY_ACTORS: &str = "/lexecon.v1.AuthService/SetApiKeyActors";
 }
 
 /// Revoked token ids, shared with the verifier.
@@ -81,76 +93,63 @@ impl RevocationList for Revocations {
     }
 }
 
-type IdemKey = (String, String);
-
-/// How long an unfinished idempotency claim protects its request. A claim lives from
-/// just before its ledger append to just after it (milliseconds); one older than this
-/// belongs to a call that crashed, and if its entry is not in the ledger it answered
-/// nobody, so the request may be decided again.
-const CLAIM_LEASE_SECS: i64 = 30;
-
-/// How long a call waits for another call's unfinished claim before answering
-/// [`EngineError::InProgress`].
-const IN_PROGRESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// An idempotency row. Its decision has no capability token: the token's claims are kept
-/// unsigned beside it (`token_claims`) and signed again on replay.
-enum Stored {
-    /// Recorded in the ledger: the answer.
-    Done {
-        decision: Decision,
-        token_claims: Option<String>,
-    },
-    /// Claimed before its ledger append and not (yet) marked recorded.
-    Claimed {
-        decision: Decision,
-        token_claims: Option<String>,
-        /// The ledger's size when it was claimed: its entry, if any, is at or after.
-        ledger_from: u64,
-        /// Unix microseconds; with the key, identifies the claim.
-        claimed_at: i64,
-    },
-}
-
-/// A decision made, its token minted and its ledger payload built, not yet appended.
-struct Prepared {
-    /// With a zero receipt.
-    decision: Decision,
-    payload: Vec<u8>,
-    reservation: Option<ReservationId>,
-}
+/// A decision being made for one `(principal, request_id)`; concurrent calls share it.
+type InFlight = Arc<OnceCell<Decision>>;
 
 /// The governance engine.
-#[derive(Debug)]
 pub struct Engine {
     config: Config,
     clock: Arc<dyn Clock>,
     db: Database,
+    store: Arc<dyn store::EngineStore>,
     policy: PolicySlot,
     policy_load: tokio::sync::Mutex<()>,
     risk: RwLock<Arc<RiskScorer>>,
     keys: RwLock<Arc<KeyRing>>,
     ledger: Ledger,
-    ledger_store: Arc<dyn LedgerStore>,
     auth: Arc<AuthService>,
     budget: Arc<BudgetManager>,
     revoked: Revocations,
-    in_flight: Mutex<HashMap<IdemKey, Arc<OnceCell<Decision>>>>,
+    in_flight: Mutex<HashMap<(String, String), InFlight>>,
+    refusals: refusals::Refusals,
+    sync: sync::SyncState,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-/// A token check's result.
-#[derive(Debug)]
-pub struct TokenCheck {
-    /// The claims, when the token decoded (even if a later check failed).
-    pub claims: Option<Claims>,
-    /// Why it is invalid; `None` when valid.
-    pub error: Option<VerifyError>,
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
-    /// Opens everything the configuration names: the database (migrated), the keys, the
-    /// policy file, the risk scorer and the ledger writer.
-    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+    /// Opens everything the configuration names for a server: the database (migrated),
+    /// the keys, the active policy (§1 of the contract says whether the file or the
+    /// database wins), the risk scorer, the budget limits and the ledger writer, and
+    /// starts the background tasks that keep run-time state in step with other replicas.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Engine>, EngineError> {
+        Self::open_as(config, clock, true).await
+    }
+
+    /// Opens the engine for a command that works on the database directly (`init`,
+    /// `user add`, `apikey ...`): its operations are ledgered like a server's, but it
+    /// loads neither the policy file nor `[budget]` into the database (that is a
+    /// server's start or SIGHUP) and runs no background task.
+    pub async fn open_local(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        Self::open_as(config, clock, false).await
+    }
+
+    async fn open_as(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        serving: bool,
+    ) -> Result<Arc<Engine>, EngineError> {
         let risk = RiskScorer::new(config.risk.clone())?;
         let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
         migrate_all(&db).await?;
@@ -192,15 +191,7 @@ impl Engine {
             Arc::clone(&clock),
         )
         .await?;
-        let (compiled, source, warnings) = compile_file(&config.policy_file())?;
-        let now = clock.now();
-        let active = ActivePolicy {
-            compiled,
-            source,
-            loaded_at: now,
-            loaded_by: "file".to_owned(),
-            warnings,
-        };
+        let store = store::on(&db);
         let auth = Arc::new(auth_service_with(
             &db,
             Arc::clone(&clock),
@@ -234,18 +225,21 @@ impl Engine {
                 });
             });
         }
-        budget.spawn_sweeper(std::time::Duration::from_secs(5));
+        let active = policy_ops::startup_policy(&config, store.as_ref(), clock.now()).await?;
         let engine = Engine {
             auth,
             budget,
-            policy: PolicySlot::new(active),
+            policy: PolicySlot::new(active.policy),
             policy_load: tokio::sync::Mutex::new(()),
             risk: RwLock::new(Arc::new(risk)),
             keys: RwLock::new(Arc::new(keys)),
             revoked: Revocations::default(),
             in_flight: Mutex::new(HashMap::new()),
+            refusals: refusals::Refusals::default(),
+            sync: sync::SyncState::default(),
+            tasks: Mutex::new(Vec::new()),
             ledger,
-            ledger_store,
+            store,
             db,
             clock,
             config,
@@ -264,9 +258,27 @@ impl Engine {
             };
             engine.ledger.append(kind, payload).await?;
         }
-        engine.record_policy_if_new().await?;
-        engine.load_revocations().await?;
+        if !serving {
+            return Ok(Arc::new(engine));
+        }
+        engine
+            .finish_startup_policy(active.record, &active.why)
+            .await?;
+        engine.startup_budget().await?;
+        engine.refresh_revocations().await?;
+        let engine = Arc::new(engine);
+        let sweeper = engine
+            .budget
+            .spawn_sweeper(std::time::Duration::from_secs(5));
+        let syncer = sync::spawn(Arc::downgrade(&engine));
+        engine.tasks_mut().extend([sweeper, syncer]);
         Ok(engine)
+    }
+
+    fn tasks_mut(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The configuration in force.
@@ -274,39 +286,22 @@ impl Engine {
         &self.config
     }
 
-    /// The shared database.
-    pub fn database(&self) -> &Database {
-        &self.db
-    }
-
-    /// LLM budgets, rates and model access.
-    pub fn budget(&self) -> &Arc<BudgetManager> {
-        &self.budget
-    }
-
-    /// Users, sessions, MFA and API keys.
-    pub fn auth(&self) -> &Arc<AuthService> {
-        &self.auth
-    }
-
-    /// The ledger writer.
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// The ledger's store, for reads and verification.
-    pub fn ledger_store(&self) -> &Arc<dyn LedgerStore> {
-        &self.ledger_store
-    }
-
     /// The engine's clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
 
-    /// The active policy.
-    pub fn active_policy(&self) -> Arc<ActivePolicy> {
-        self.policy.current()
+    /// Observes every ledger batch commit (entries, how long the commit took): metrics.
+    pub fn on_ledger_commit(
+        &self,
+        observer: impl Fn(usize, std::time::Duration) + Send + Sync + 'static,
+    ) {
+        self.ledger.on_commit(observer);
+    }
+
+    /// Observes every refused actor claim with the key's name: metrics. Set once.
+    pub fn on_actor_refused(&self, observer: impl Fn(&str) + Send + Sync + 'static) {
+        self.refusals.set_observer(Arc::new(observer));
     }
 
     fn risk_scorer(&self) -> Arc<RiskScorer> {
@@ -321,956 +316,107 @@ impl Engine {
             .map_or_else(|p| Arc::clone(&p.into_inner()), |g| Arc::clone(&g))
     }
 
-    /// Scores the risk of a request without deciding it (an LLM call's cost estimate
-    /// comes from the budget's price catalog).
-    pub fn assess(&self, req: &ActionRequest) -> Assessment {
-        let cost = req.llm.as_ref().and_then(|l| {
-            self.budget.estimate_cost_micros(
-                &l.model,
-                l.estimated_input_tokens,
-                l.max_output_tokens,
-            )
-        });
-        self.risk_scorer().assess(req, cost)
+    /// Whether `caller` may perform the operation exposed as `op` (the permission table
+    /// of `lexecon-auth`); local and system callers may do everything.
+    fn authorize(&self, caller: &Caller, op: &str) -> Result<(), EngineError> {
+        match caller {
+            Caller::Principal(p) => Ok(lexecon_auth::check_access(
+                p,
+                op,
+                &self.auth.config().mfa_required_roles,
+            )?),
+            Caller::Local(_) | Caller::System(_) => Ok(()),
+        }
     }
 
-    /// What the active policy would decide (no ledger, no token, no budget).
-    pub fn explain(&self, req: &ActionRequest) -> (Evaluation, [u8; 32]) {
-        let policy = self.policy.current();
-        let risk = self.assess(req);
-        let eval = policy.compiled.evaluate(
-            req,
-            RiskInput {
-                score: Some(risk.score),
-                escalation_threshold: risk.escalation_threshold,
-            },
-        );
-        (eval, policy.compiled.hash())
+    /// An empty actor from a key bound to exactly one literal actor means that actor.
+    fn resolve_actor(&self, caller: &Caller, actor: &mut String) {
+        if !actor.is_empty() {
+            return;
+        }
+        if let Some(binding) = caller.principal().and_then(|p| p.actors.as_ref())
+            && let Some(literal) = binding.sole_literal()
+        {
+            literal.clone_into(actor);
+        }
     }
 
-    /// Decides a request for `principal`. With a `request_id`, the same principal asking
-    /// again gets the same decision back and no second ledger entry, from this server or
-    /// any other on the same database, and after a crash.
-    pub async fn decide(
-        &self,
-        principal: &str,
-        req: ActionRequest,
-        request_id: Option<String>,
-    ) -> Result<Decision, EngineError> {
-        let Some(request_id) = request_id else {
-            let prepared = self.prepare(principal, req, None).await?;
-            return self.record(prepared).await;
+    /// Refuses (and records) an actor outside the caller's binding (contract §3).
+    async fn speaks_for(&self, caller: &Caller, actor: &str) -> Result<(), EngineError> {
+        if caller.speaks_for_anyone() {
+            return Ok(());
+        }
+        let Some(p) = caller.principal() else {
+            return Ok(());
         };
-        let key = (principal.to_owned(), request_id.clone());
-        let cell = {
-            // A panic elsewhere cannot leave this map half-updated; keep using it.
-            let mut map = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(map.entry(key.clone()).or_default())
+        let why = match &p.actors {
+            Some(binding) if binding.permits(actor) => return Ok(()),
+            Some(binding) => format!(
+                "key {:?} may not speak for actor {actor:?}: its binding allows only {}",
+                p.name,
+                binding.patterns().join(", ")
+            ),
+            None => format!(
+                "key {:?} may not speak for actor {actor:?}: the key has no actor binding (it \
+                 was created before bindings existed); bind it with `lexecon apikey bind {} \
+                 --actor GLOB` (AuthService/SetApiKeyActors), or create a new key with --actor",
+                p.name, p.id
+            ),
         };
-        let result = cell
-            .get_or_try_init(|| self.decide_once_per_key(principal, req, &request_id))
-            .await
-            .cloned();
-        // Once the decision is stored, the database answers repeats; keep the map small.
-        if let Ok(mut map) = self.in_flight.lock() {
-            map.remove(&key);
+        let principal = caller.ledger_name();
+        for payload in self
+            .refusals
+            .refuse(&principal, &p.name, actor, self.clock.now())
+        {
+            if let Err(e) = self.ledger.append(EntryKind::AuthEvent, payload).await {
+                tracing::error!(error = %e, "recording a refused actor claim failed");
+            }
         }
-        result
+        Err(EngineError::PermissionDenied(why))
     }
 
-    /// The database side of idempotency. The decision is claimed in `engine_idempotency`
-    /// before its ledger entry is appended (with the ledger's size at that moment) and
-    /// completed after. A claim found unfinished means another call is appending, or
-    /// one crashed: if the ledger holds the claimed decision, that decision is the
-    /// answer; if not and the claim is older than [`CLAIM_LEASE_SECS`], the crashed call
-    /// answered nobody and the request is decided afresh.
-    async fn decide_once_per_key(
-        &self,
-        principal: &str,
-        req: ActionRequest,
-        request_id: &str,
-    ) -> Result<Decision, EngineError> {
-        let give_up = tokio::time::Instant::now() + IN_PROGRESS_WAIT;
-        let in_progress = || {
-            EngineError::InProgress(format!(
-                "request_id {request_id:?} is being decided by another call; retry in a few seconds"
-            ))
+    /// From an `agent` key, the LLM roles a request names must be among the key's.
+    fn may_name_llm_roles(caller: &Caller, roles: &[String]) -> Result<(), EngineError> {
+        let Some(p) = caller.principal() else {
+            return Ok(());
         };
-        loop {
-            match self.stored_decision(principal, request_id).await? {
-                Some(Stored::Done {
-                    decision,
-                    token_claims: None,
-                }) => return Ok(decision),
-                Some(Stored::Done {
-                    decision,
-                    token_claims: Some(kept),
-                }) => {
-                    let entry = self.ledger.entry(decision.ledger_index).await?;
-                    return self.with_token(decision, &kept, entry.as_ref());
-                }
-                Some(Stored::Claimed {
-                    mut decision,
-                    token_claims,
-                    ledger_from,
-                    claimed_at,
-                }) => {
-                    if let Some(entry) = self.locate(&decision.decision_id, ledger_from).await? {
-                        decision.ledger_index = entry.index;
-                        decision.ledger_leaf_hash = entry.leaf_hash;
-                        // The entry is the answer whether this call or the claim's owner
-                        // completes the row (`false`: the owner did, with the same receipt).
-                        self.complete(principal, request_id, claimed_at, &decision)
-                            .await?;
-                        if let Some(kept) = token_claims {
-                            return self.with_token(decision, &kept, Some(&entry));
-                        }
-                        return Ok(decision);
-                    }
-                    let age_secs = (self.clock.now().unix_micros() - claimed_at) / 1_000_000;
-                    if age_secs >= CLAIM_LEASE_SECS {
-                        tracing::warn!(
-                            request_id,
-                            age_secs,
-                            "an unfinished decision claim has no ledger entry; deciding afresh"
-                        );
-                        if self.drop_claim(principal, request_id, claimed_at).await? {
-                            let reservation = decision
-                                .reservation_id
-                                .as_deref()
-                                .and_then(|r| r.parse().ok());
-                            self.release_reservation(reservation).await;
-                        }
-                        continue;
-                    }
-                    if tokio::time::Instant::now() >= give_up {
-                        return Err(in_progress());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-                None => {}
-            }
-            let prepared = self
-                .prepare(principal, req.clone(), Some(request_id.to_owned()))
-                .await?;
-            let ledger_from = match self.ledger.tree_size().await {
-                Ok(size) => size,
-                Err(e) => {
-                    self.release_reservation(prepared.reservation).await;
-                    return Err(e.into());
-                }
-            };
-            let claimed_at = self.clock.now().unix_micros();
-            match self
-                .claim(
-                    principal,
-                    request_id,
-                    &prepared.decision,
-                    ledger_from,
-                    claimed_at,
-                )
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Another server claimed it first: its decision is the answer.
-                    self.release_reservation(prepared.reservation).await;
-                    continue;
-                }
-                Err(e) => {
-                    self.release_reservation(prepared.reservation).await;
-                    return Err(e);
-                }
-            }
-            let decision_id = prepared.decision.decision_id;
-            let decision = match self.record(prepared).await {
-                Ok(decision) => decision,
-                Err(e) => {
-                    // A retry may decide at once unless the entry was written after all
-                    // (an append can fail after its commit); then the claim answers it.
-                    match self.locate(&decision_id, ledger_from).await {
-                        Ok(None) => {
-                            if let Err(drop_err) =
-                                self.drop_claim(principal, request_id, claimed_at).await
-                            {
-                                tracing::warn!(error = %drop_err, "could not drop a failed decision claim; it expires");
-                            }
-                        }
-                        Ok(Some(_)) => {}
-                        Err(locate_err) => {
-                            tracing::warn!(error = %locate_err, "could not check the ledger after a failed append; the claim expires");
-                        }
-                    }
-                    return Err(e);
-                }
-            };
-            if !self
-                .complete(principal, request_id, claimed_at, &decision)
-                .await?
-            {
-                // Our claim outlived its lease and another call took the key over: its
-                // decision is the one every retry gets, so do not hand out ours.
-                tracing::error!(
-                    request_id,
-                    ledger_index = decision.ledger_index,
-                    "a decision claim was taken over before its append completed"
-                );
-                return Err(in_progress());
-            }
-            return Ok(decision);
+        if p.role != lexecon_auth::Role::Agent {
+            return Ok(());
+        }
+        match roles.iter().find(|r| !p.llm_roles.contains(r)) {
+            None => Ok(()),
+            Some(role) => Err(EngineError::PermissionDenied(format!(
+                "key {:?} may not name the LLM role {role:?}; its llm_roles are [{}] (set them \
+                 with --llm-role when creating or binding the key)",
+                p.name,
+                p.llm_roles.join(", ")
+            ))),
         }
     }
 
-    /// The ledger entry of `decision_id`, looked for from `from` on.
-    async fn locate(
-        &self,
-        decision_id: &DecisionId,
-        from: u64,
-    ) -> Result<Option<lexecon_ledger::Entry>, EngineError> {
-        const PAGE: u64 = 1_000;
-        let id = decision_id.to_string();
-        let mut from = from;
-        loop {
-            let entries = self.ledger.entries(from, PAGE).await?;
-            let Some(last) = entries.last() else {
-                return Ok(None);
-            };
-            from = last.index + 1;
-            let full = entries.len() as u64 == PAGE;
-            for entry in entries {
-                let Some(payload) = entry.payload.as_deref() else {
-                    continue;
-                };
-                // Parse only the entries that mention the id.
-                if !payload.windows(id.len()).any(|w| w == id.as_bytes()) {
-                    continue;
-                }
-                if entry
-                    .payload_json()
-                    .as_ref()
-                    .and_then(|j| j.get("decision_id")?.as_str())
-                    == Some(&id)
-                {
-                    return Ok(Some(entry));
-                }
-            }
-            if !full {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// `decision` with its capability token: the kept claims signed again, once they are
-    /// checked against the decision's ledger entry, so that only a token the ledger
-    /// recorded is ever signed again (a row written into the database by hand is not).
-    fn with_token(
-        &self,
-        mut decision: Decision,
-        kept: &str,
-        entry: Option<&lexecon_ledger::Entry>,
-    ) -> Result<Decision, EngineError> {
-        let mismatch = || {
-            EngineError::Keys(format!(
-                "the stored token of {} does not match its ledger entry {}; not signing it",
-                decision.decision_id, decision.ledger_index
-            ))
-        };
-        let mut claims = lexecon_capability::unsigned_claims(kept).map_err(|_| mismatch())?;
-        let recorded = entry.and_then(lexecon_ledger::Entry::payload_json);
-        let field = |path: &[&str]| {
-            path.iter()
-                .try_fold(recorded.as_ref()?, |v, k| v.get(*k))
-                .cloned()
-        };
-        let matches = entry.is_some_and(|e| e.index == decision.ledger_index)
-            && claims.decision_id == decision.decision_id
-            && field(&["decision_id"]) == serde_json::to_value(decision.decision_id).ok()
-            && field(&["token", "token_id"]) == serde_json::to_value(claims.token_id).ok()
-            && field(&["token", "key_id"]) == serde_json::to_value(&claims.key_id).ok()
-            && field(&["token", "expires_at"]) == serde_json::to_value(claims.expires_at).ok();
-        if !matches {
-            return Err(mismatch());
-        }
-        // What `lexecon_capability::resign` does, without decoding the claims again.
-        let keys = self.key_ring();
-        keys.active().key_id().clone_into(&mut claims.key_id);
-        let token = lexecon_capability::mint(keys.active(), &claims)
-            .map_err(|e| EngineError::Keys(format!("stored token claims: {e}")))?;
-        decision.capability_token = Some(token);
-        Ok(decision)
-    }
-
-    /// Validates nothing (the caller did), decides, mints the token and builds the ledger
-    /// payload: everything but the append.
-    async fn prepare(
-        &self,
-        principal: &str,
-        req: ActionRequest,
-        request_id: Option<String>,
-    ) -> Result<Prepared, EngineError> {
-        let now = self.clock.now();
-        let decision_id = DecisionId::new(now, rand::thread_rng().r#gen());
-        let policy = self.policy.current();
-        let policy_hash = policy.compiled.hash();
-        let assessment = self.assess(&req);
-        let eval = policy.compiled.evaluate(
-            &req,
-            RiskInput {
-                score: Some(assessment.score),
-                escalation_threshold: assessment.escalation_threshold,
-            },
-        );
-        let mut outcome = eval.outcome;
-        let mut reasons = eval.reasons.clone();
-        let mut reasoning = eval.reasoning.clone();
-
-        // Budget, rate and model access for an LLM call the policy approved. Any failure
-        // of the budget step denies: deny is the safe failure.
-        let mut reservation = None;
-        if let (Outcome::Approved, Some(llm)) = (outcome, &req.llm) {
-            match self.budget.authorize(llm).await {
-                Ok(auth) => reservation = Some(auth.reservation_id),
-                Err(BudgetError::Denied(denial)) => {
-                    outcome = Outcome::Denied;
-                    reasons = vec![denial.limit_id.clone()];
-                    reasoning = format!("Denied by the LLM budget: {}.", denial.message());
-                }
-                Err(other) => {
-                    tracing::error!(error = %other, "budget check failed; denying");
-                    outcome = Outcome::Denied;
-                    reasons = vec!["budget-unavailable".to_owned()];
-                    reasoning = format!("Denied because the budget check failed: {other}.");
-                }
-            }
-        }
-
-        let mut token = None;
-        let mut token_claims = None;
-        if outcome == Outcome::Approved {
-            let keys = self.key_ring();
-            let claims = Claims::builder(
-                decision_id,
-                req.actor.clone(),
-                req.action.clone(),
-                policy_hash,
-            )
-            .tool(req.tool.clone())
-            .audience(
-                (!self.config.tokens.audience.is_empty())
-                    .then(|| self.config.tokens.audience.clone()),
-            )
-            .ttl_secs(self.config.tokens.ttl_secs)
-            .build(keys.active().key_id(), now, rand::thread_rng().r#gen())
-            .map_err(|e| EngineError::Keys(e.to_string()))?;
-            token = Some(
-                lexecon_capability::mint(keys.active(), &claims)
-                    .map_err(|e| EngineError::Keys(e.to_string()))?,
-            );
-            token_claims = Some(claims);
-        }
-
-        let reservation_text = reservation.map(|r| r.to_string());
-        let payload = decision_payload(
-            principal,
-            &decision_id,
-            request_id.as_deref(),
-            &req,
-            &eval,
-            outcome,
-            &reasons,
-            &reasoning,
-            &assessment,
-            &policy,
-            token_claims.as_ref(),
-            reservation_text.as_deref(),
-        );
-        let payload = match payload {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.release_reservation(reservation).await;
-                return Err(e);
-            }
-        };
-        Ok(Prepared {
-            decision: Decision {
-                decision_id,
-                request_id,
-                outcome,
-                effective_mode: eval.mode,
-                reasoning,
-                reasons,
-                risk_level: assessment.level,
-                risk_score: assessment.score,
-                risk_dimensions: dimension_views(&assessment),
-                capability_token: token,
-                token_expires_at: token_claims.as_ref().map(|c| c.expires_at),
-                reservation_id: reservation_text,
-                ledger_index: 0,
-                ledger_leaf_hash: [0; 32],
-                policy_version_hash: policy_hash,
-                decided_at: now,
-            },
-            payload,
-            reservation,
-        })
-    }
-
-    /// Appends a prepared decision's entry and returns the decision with its receipt.
-    /// On failure nothing was acknowledged, and the budget reservation is given back.
-    async fn record(&self, prepared: Prepared) -> Result<Decision, EngineError> {
-        let Prepared {
-            mut decision,
-            payload,
-            reservation,
-        } = prepared;
-        match self.ledger.append_bytes(EntryKind::Decision, payload).await {
-            Ok(receipt) => {
-                decision.ledger_index = receipt.index;
-                decision.ledger_leaf_hash = receipt.leaf_hash;
-                Ok(decision)
-            }
-            Err(e) => {
-                self.release_reservation(reservation).await;
-                Err(e.into())
-            }
-        }
-    }
-
-    async fn release_reservation(&self, reservation: Option<ReservationId>) {
-        if let Some(id) = reservation {
-            let _ = self.budget.release(id).await;
-        }
-    }
-
-    /// The idempotency row of `(principal, request_id)`, if any.
-    async fn stored_decision(
-        &self,
-        principal: &str,
-        request_id: &str,
-    ) -> Result<Option<Stored>, EngineError> {
-        let row: Option<(String, i64, Option<i64>, Option<String>)> = match &self.db {
-            Database::Sqlite(pool) => sqlx::query_as(
-                "SELECT decision, created_at, ledger_from, token_claims FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2",
-            )
-            .bind(principal)
-            .bind(request_id)
-            .fetch_optional(pool)
-            .await?,
-            Database::Postgres(pool) => sqlx::query_as(
-                "SELECT decision, created_at, ledger_from, token_claims FROM engine_idempotency WHERE principal = $1 AND request_id = $2",
-            )
-            .bind(principal)
-            .bind(request_id)
-            .fetch_optional(pool)
-            .await?,
-        };
-        let Some((json, created_at, ledger_from, token_claims)) = row else {
-            return Ok(None);
-        };
-        let decision: Decision = serde_json::from_str(&json)
-            .map_err(|e| EngineError::NotFound(format!("stored decision is unreadable: {e}")))?;
-        Ok(Some(match ledger_from {
-            None => Stored::Done {
-                decision,
-                token_claims,
-            },
-            Some(from) => Stored::Claimed {
-                decision,
-                token_claims,
-                ledger_from: u64::try_from(from).unwrap_or(0),
-                claimed_at: created_at,
-            },
-        }))
-    }
-
-    /// Claims `(principal, request_id)` for `decision`, not yet recorded; `false` when
-    /// another call holds the key already.
-    async fn claim(
-        &self,
-        principal: &str,
-        request_id: &str,
-        decision: &Decision,
-        ledger_from: u64,
-        claimed_at: i64,
-    ) -> Result<bool, EngineError> {
-        let (json, token_claims) = row_of(decision)?;
-        let from = i64::try_from(ledger_from).unwrap_or(i64::MAX);
-        let inserted = match &self.db {
-            Database::Sqlite(pool) => {
-                sqlx::query("INSERT OR IGNORE INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from, token_claims) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                    .bind(principal)
-                    .bind(request_id)
-                    .bind(json)
-                    .bind(claimed_at)
-                    .bind(from)
-                    .bind(token_claims)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
-            Database::Postgres(pool) => {
-                sqlx::query("INSERT INTO engine_idempotency (principal, request_id, decision, created_at, ledger_from, token_claims) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
-                    .bind(principal)
-                    .bind(request_id)
-                    .bind(json)
-                    .bind(claimed_at)
-                    .bind(from)
-                    .bind(token_claims)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            }
-        };
-        Ok(inserted == 1)
-    }
-
-    /// Marks the claim of `(principal, request_id)` made at `claimed_at` recorded, with
-    /// the decision's receipt (the token's claims were kept with the claim). `false` when
-    /// that claim is no longer there: completed by another call, or taken over.
-    async fn complete(
-        &self,
-        principal: &str,
-        request_id: &str,
-        claimed_at: i64,
-        decision: &Decision,
-    ) -> Result<bool, EngineError> {
-        let (json, _) = row_of(decision)?;
-        self.on_claim(
-            "UPDATE engine_idempotency SET decision = ?4, ledger_from = NULL WHERE principal = ?1 AND request_id = ?2 AND created_at = ?3 AND ledger_from IS NOT NULL",
-            "UPDATE engine_idempotency SET decision = $4, ledger_from = NULL WHERE principal = $1 AND request_id = $2 AND created_at = $3 AND ledger_from IS NOT NULL",
-            (principal, request_id, claimed_at),
-            Some(json),
-        )
-        .await
-    }
-
-    /// Removes the unfinished claim made at `claimed_at` (and no other); `false` when it
-    /// was no longer there.
-    async fn drop_claim(
-        &self,
-        principal: &str,
-        request_id: &str,
-        claimed_at: i64,
-    ) -> Result<bool, EngineError> {
-        self.on_claim(
-            "DELETE FROM engine_idempotency WHERE principal = ?1 AND request_id = ?2 AND created_at = ?3 AND ledger_from IS NOT NULL",
-            "DELETE FROM engine_idempotency WHERE principal = $1 AND request_id = $2 AND created_at = $3 AND ledger_from IS NOT NULL",
-            (principal, request_id, claimed_at),
-            None,
-        )
-        .await
-    }
-
-    /// Runs `sqlite` or `postgres` (by the database) on one unfinished claim, bound to
-    /// `(principal, request_id, claimed_at)` and then `decision` when given; `true` when
-    /// it changed that row.
-    async fn on_claim(
-        &self,
-        sqlite: &str,
-        postgres: &str,
-        (principal, request_id, claimed_at): (&str, &str, i64),
-        decision: Option<String>,
-    ) -> Result<bool, EngineError> {
-        let changed = match &self.db {
-            Database::Sqlite(pool) => {
-                let q = sqlx::query(sqlite)
-                    .bind(principal)
-                    .bind(request_id)
-                    .bind(claimed_at);
-                match decision {
-                    Some(json) => q.bind(json),
-                    None => q,
-                }
-                .execute(pool)
-                .await?
-                .rows_affected()
-            }
-            Database::Postgres(pool) => {
-                let q = sqlx::query(postgres)
-                    .bind(principal)
-                    .bind(request_id)
-                    .bind(claimed_at);
-                match decision {
-                    Some(json) => q.bind(json),
-                    None => q,
-                }
-                .execute(pool)
-                .await?
-                .rows_affected()
-            }
-        };
-        Ok(changed == 1)
-    }
-
-    /// Validates and activates a new policy, recording it in history and the ledger.
-    /// An invalid policy changes nothing.
-    pub async fn load_policy(
-        &self,
-        source: &str,
-        origin: &str,
-        loaded_by: &str,
-    ) -> Result<Arc<ActivePolicy>, EngineError> {
-        let _serial = self.policy_load.lock().await;
-        let (compiled, warnings) = compile(source, origin)?;
-        let active = ActivePolicy {
-            compiled,
-            source: source.to_owned(),
-            loaded_at: self.clock.now(),
-            loaded_by: loaded_by.to_owned(),
-            warnings,
-        };
-        let receipt = self.record_policy(&active).await?;
-        let _ = receipt;
-        Ok(self.policy.swap(active))
-    }
-
-    /// SIGHUP: re-reads the configuration and the policy file. The risk rules and budget
-    /// limits take effect atomically (budget counters are kept) and a `config_reloaded`
-    /// entry records it; an invalid configuration or policy changes nothing. Keys that
-    /// need a restart (listeners, database, Redis, node id) are reported, not applied.
-    pub async fn reload(&self) -> Result<Reloaded, EngineError> {
-        let new = self.config.reload()?;
-        let scorer = RiskScorer::new(new.risk.clone())?;
-        // Validate the policy before anything changes.
-        let (compiled, source, warnings) = compile_file(&new.policy_file())?;
-        let risk_changed = &new.risk != self.risk_scorer().config();
-        let budget_changed = new.budget != self.budget.config();
-        if budget_changed {
-            self.budget.reload(new.budget.clone())?;
-        }
-        if risk_changed {
-            match self.risk.write() {
-                Ok(mut slot) => *slot = Arc::new(scorer),
-                Err(poisoned) => *poisoned.into_inner() = Arc::new(scorer),
-            }
-        }
-        let mut needs_restart = Vec::new();
-        for (key, changed) in [
-            ("server", new.server != self.config.server),
-            ("database", new.database != self.config.database),
-            ("redis", new.redis != self.config.redis),
-            ("node", new.node != self.config.node),
-            ("ledger", new.ledger != self.config.ledger),
-            ("tokens", new.tokens != self.config.tokens),
-            ("auth", new.auth != self.config.auth),
-            ("log", new.log != self.config.log),
-        ] {
-            if changed {
-                needs_restart.push(key);
-            }
-        }
-        if risk_changed || budget_changed {
-            let applied: Vec<&str> = [("risk", risk_changed), ("budget", budget_changed)]
-                .into_iter()
-                .filter(|(_, c)| *c)
-                .map(|(k, _)| k)
-                .collect();
-            self.ledger
-                .append(
-                    EntryKind::ConfigReloaded,
-                    json!({"applied": applied, "needs_restart": needs_restart}),
-                )
-                .await?;
-        }
-        let policy = if compiled.hash() == self.policy.current().compiled.hash() {
-            self.policy.current()
-        } else {
-            let _serial = self.policy_load.lock().await;
-            let active = ActivePolicy {
-                compiled,
-                source,
-                loaded_at: self.clock.now(),
-                loaded_by: "file".to_owned(),
-                warnings,
-            };
-            self.record_policy(&active).await?;
-            self.policy.swap(active)
-        };
-        Ok(Reloaded {
-            risk_changed,
-            budget_changed,
-            needs_restart,
-            policy,
-        })
-    }
-
-    /// Re-reads the policy file. An invalid file changes nothing.
-    pub async fn reload_policy_file(&self) -> Result<Arc<ActivePolicy>, EngineError> {
-        let path = self.config.policy_file();
-        let source = std::fs::read_to_string(&path).map_err(|e| {
-            EngineError::InvalidArgument(format!("cannot read {}: {e}", path.display()))
-        })?;
-        self.load_policy(&source, &path.display().to_string(), "file")
-            .await
-    }
-
-    async fn record_policy_if_new(&self) -> Result<(), EngineError> {
-        let active = self.policy.current();
-        let last = self.policy_history(1).await?;
-        if last.first().map(|p| p.hash) != Some(active.compiled.hash()) {
-            self.record_policy(&active).await?;
-        }
-        Ok(())
-    }
-
-    async fn record_policy(&self, active: &ActivePolicy) -> Result<Receipt, EngineError> {
-        let compiled = &active.compiled;
-        let hash = compiled.hash();
-        let payload = json!({
-            "name": compiled.name(),
-            "version": compiled.version(),
-            "mode": compiled.mode().as_str(),
-            "hash": hex(&hash),
-            "terms": compiled.term_count(),
-            "relations": compiled.relation_count(),
-            "loaded_by": active.loaded_by,
-        });
-        let receipt = self.ledger.append(EntryKind::PolicyLoaded, payload).await?;
-        let index = i64::try_from(receipt.index).unwrap_or(i64::MAX);
-        let at = active.loaded_at.unix_micros();
-        let q = "INSERT INTO engine_policies (hash, name, version, mode, source, loaded_at, loaded_by, ledger_index) VALUES ";
-        match &self.db {
-            Database::Sqlite(pool) => {
-                sqlx::query(&format!("{q}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"))
-                    .bind(hash.as_slice())
-                    .bind(compiled.name())
-                    .bind(compiled.version())
-                    .bind(compiled.mode().as_str())
-                    .bind(&active.source)
-                    .bind(at)
-                    .bind(&active.loaded_by)
-                    .bind(index)
-                    .execute(pool)
-                    .await?;
-            }
-            Database::Postgres(pool) => {
-                sqlx::query(&format!("{q}($1, $2, $3, $4, $5, $6, $7, $8)"))
-                    .bind(hash.as_slice())
-                    .bind(compiled.name())
-                    .bind(compiled.version())
-                    .bind(compiled.mode().as_str())
-                    .bind(&active.source)
-                    .bind(at)
-                    .bind(&active.loaded_by)
-                    .bind(index)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        Ok(receipt)
-    }
-
-    /// Loaded policy versions, newest first.
-    pub async fn policy_history(&self, limit: u32) -> Result<Vec<PolicyRecord>, EngineError> {
-        let limit = i64::from(if limit == 0 { 100 } else { limit.min(1000) });
-        type Row = (Vec<u8>, String, String, String, i64, String, i64);
-        let q = "SELECT hash, name, version, mode, loaded_at, loaded_by, ledger_index FROM engine_policies ORDER BY seq DESC LIMIT ";
-        let rows: Vec<Row> = match &self.db {
-            Database::Sqlite(pool) => {
-                sqlx::query_as(&format!("{q}?1"))
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(&format!("{q}$1"))
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(
-                |(hash, name, version, mode, loaded_at, loaded_by, ledger_index)| PolicyRecord {
-                    hash: hash.try_into().unwrap_or([0; 32]),
-                    name,
-                    version,
-                    mode,
-                    loaded_at: Timestamp::from_unix_micros(loaded_at),
-                    loaded_by,
-                    ledger_index: u64::try_from(ledger_index).unwrap_or(0),
-                },
-            )
-            .collect())
-    }
-
-    async fn load_revocations(&self) -> Result<(), EngineError> {
-        let rows: Vec<(String,)> = match &self.db {
-            Database::Sqlite(pool) => {
-                sqlx::query_as("SELECT token_id FROM engine_revocations")
-                    .fetch_all(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as("SELECT token_id FROM engine_revocations")
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
-        if let Ok(mut ids) = self.revoked.ids.write() {
-            ids.extend(
-                rows.into_iter()
-                    .filter_map(|(id,)| id.parse::<TokenId>().ok()),
-            );
-        }
-        Ok(())
-    }
-
-    /// Revokes a token; returns its `token_revoked` ledger index and whether it was new.
-    pub async fn revoke_token(
-        &self,
-        token_id: TokenId,
-        reason: &str,
-        by: &str,
-    ) -> Result<(u64, bool), EngineError> {
-        if self.revoked.is_revoked(&token_id) {
-            let id = token_id.to_string();
-            let q = "SELECT ledger_index FROM engine_revocations WHERE token_id = ";
-            let row: Option<(i64,)> = match &self.db {
-                Database::Sqlite(pool) => {
-                    sqlx::query_as(&format!("{q}?1"))
-                        .bind(&id)
-                        .fetch_optional(pool)
-                        .await?
-                }
-                Database::Postgres(pool) => {
-                    sqlx::query_as(&format!("{q}$1"))
-                        .bind(&id)
-                        .fetch_optional(pool)
-                        .await?
-                }
-            };
-            let index = row.map_or(0, |(i,)| u64::try_from(i).unwrap_or(0));
-            return Ok((index, false));
-        }
-        let receipt = self
-            .ledger
-            .append(
-                EntryKind::TokenRevoked,
-                json!({"token_id": token_id.to_string(), "reason": reason, "revoked_by": by}),
-            )
-            .await?;
-        let index = i64::try_from(receipt.index).unwrap_or(i64::MAX);
-        let at = receipt.timestamp.unix_micros();
-        let id = token_id.to_string();
-        match &self.db {
-            Database::Sqlite(pool) => {
-                sqlx::query("INSERT OR IGNORE INTO engine_revocations (token_id, revoked_at, reason, revoked_by, ledger_index) VALUES (?1, ?2, ?3, ?4, ?5)")
-                    .bind(&id).bind(at).bind(reason).bind(by).bind(index).execute(pool).await?;
-            }
-            Database::Postgres(pool) => {
-                sqlx::query("INSERT INTO engine_revocations (token_id, revoked_at, reason, revoked_by, ledger_index) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                    .bind(&id).bind(at).bind(reason).bind(by).bind(index).execute(pool).await?;
-            }
-        }
-        if let Ok(mut ids) = self.revoked.ids.write() {
-            ids.insert(token_id);
-        }
-        Ok((receipt.index, true))
-    }
-
-    /// Verifies a capability token against the node's keys and the revocation list.
-    pub fn verify_token(
-        &self,
-        token: &str,
-        actor: Option<&str>,
-        action: Option<&str>,
-        tool: Option<&str>,
-        audience: Option<&str>,
-    ) -> TokenCheck {
-        let keys = self.key_ring();
-        let mut opts = VerifyOptions::new(self.clock.now())
-            .clock_skew_secs(self.config.tokens.clock_skew_secs);
-        if let Some(a) = actor {
-            opts = opts.actor(a);
-        }
-        if let Some(a) = action {
-            opts = opts.action(a);
-        }
-        if let Some(t) = tool {
-            opts = opts.tool(t);
-        }
-        if let Some(a) = audience {
-            opts = opts.audience(a);
-        }
-        match lexecon_capability::verify(token, keys.as_ref(), &opts, &self.revoked) {
-            Ok(claims) => TokenCheck {
-                claims: Some(claims),
-                error: None,
-            },
-            Err(error) => TokenCheck {
-                claims: None,
-                error: Some(error),
-            },
-        }
-    }
-
-    /// Puts new budget limits in force atomically (counters kept) and records it; an
-    /// invalid configuration changes nothing.
-    pub async fn reload_budget(
-        &self,
-        config: lexecon_budget::BudgetConfig,
-    ) -> Result<(), EngineError> {
-        self.budget.reload(config)?;
-        self.ledger
-            .append(EntryKind::ConfigReloaded, json!({"section": "budget"}))
-            .await?;
-        Ok(())
-    }
-
-    /// Records an authentication event (a user or key created, a login) in the ledger.
-    /// The payload must not hold secrets.
-    pub async fn record_auth_event(&self, payload: serde_json::Value) -> Result<u64, EngineError> {
-        Ok(self
-            .ledger
-            .append(EntryKind::AuthEvent, payload)
-            .await?
-            .index)
-    }
-
-    /// Flushes the ledger and signs a final checkpoint.
+    /// Flushes refusal summaries and the ledger, signs a final checkpoint, stops the
+    /// background tasks and closes the database.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
+        for task in self.tasks_mut().drain(..) {
+            task.abort();
+        }
+        for payload in self.refusals.close(self.clock.now(), true) {
+            if let Err(e) = self.ledger.append(EntryKind::AuthEvent, payload).await {
+                tracing::error!(error = %e, "recording refused actor claims at shutdown failed");
+            }
+        }
         self.ledger.shutdown().await?;
         self.db.close().await;
         Ok(())
     }
 }
 
-/// What a reload changed.
-#[derive(Debug)]
-pub struct Reloaded {
-    /// The risk rules were replaced.
-    pub risk_changed: bool,
-    /// The budget limits were replaced.
-    pub budget_changed: bool,
-    /// Sections that changed but need a restart to take effect.
-    pub needs_restart: Vec<&'static str>,
-    /// The policy now active.
-    pub policy: Arc<ActivePolicy>,
-}
-
-/// A row of policy history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyRecord {
-    /// The version hash.
-    pub hash: [u8; 32],
-    /// The policy's name.
-    pub name: String,
-    /// Its version string.
-    pub version: String,
-    /// Its mode word.
-    pub mode: String,
-    /// When it was loaded.
-    pub loaded_at: Timestamp,
-    /// Who loaded it.
-    pub loaded_by: String,
-    /// Its `policy_loaded` ledger index.
-    pub ledger_index: u64,
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for task in self.tasks_mut().drain(..) {
+            task.abort();
+        }
+    }
 }
 
 /// Runs every crate's migrations on the shared database.
@@ -1308,9 +454,8 @@ fn budget_store(config: &Config, db: &Database) -> Result<Arc<dyn BudgetStore>, 
             config.redis.key_prefix.clone(),
         )));
     }
-    if !config.budget.enabled {
-        return Ok(Arc::new(MemoryBudgetStore::new()));
-    }
+    // The database even while budgets are disabled: enabling them later (SIGHUP or
+    // UpdateLimits) must not keep counters in one process's memory.
     Ok(match db {
         Database::Sqlite(pool) => Arc::new(SqlBudgetStore::sqlite(pool.clone())),
         Database::Postgres(pool) => Arc::new(SqlBudgetStore::postgres(pool.clone())),
@@ -1364,15 +509,6 @@ pub fn auth_service_with(db: &Database, clock: Arc<dyn Clock>, config: AuthConfi
     AuthService::new(store, clock, config)
 }
 
-/// The auth service on the shared database, with default settings (for admin commands).
-pub fn auth_service(db: &Database, clock: Arc<dyn Clock>) -> AuthService {
-    let store: Arc<dyn lexecon_auth::AuthStore> = match db {
-        Database::Sqlite(pool) => Arc::new(SqliteAuthStore::new(pool.clone())),
-        Database::Postgres(pool) => Arc::new(PgAuthStore::new(pool.clone())),
-    };
-    AuthService::new(store, clock, AuthConfig::default())
-}
-
 fn load_rsa(config: &Config) -> Result<Option<rsa::RsaPrivateKey>, EngineError> {
     use rsa::pkcs8::DecodePrivateKey;
     let path = config.keys_dir().join("node.rsa4096.pem");
@@ -1391,160 +527,7 @@ fn load_rsa(config: &Config) -> Result<Option<rsa::RsaPrivateKey>, EngineError> 
         })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn dimension_views(a: &Assessment) -> Vec<DimensionView> {
-    a.dimensions
-        .iter()
-        .map(|d| DimensionView {
-            dimension: d.dimension.to_string(),
-            score: d.score,
-            factors: d
-                .factors
-                .iter()
-                .map(|f| FactorView {
-                    rule_id: f.rule_id.to_string(),
-                    points: f.points,
-                    description: f.description.to_string(),
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-/// A decision's ledger payload, serialized directly (no intermediate JSON tree: this
-/// runs for every decision). The capability token is a bearer credential and never
-/// enters the ledger; its id does.
-#[derive(serde::Serialize)]
-struct DecisionPayload<'a> {
-    decision_id: &'a DecisionId,
-    request_id: Option<&'a str>,
-    principal: &'a str,
-    request: &'a ActionRequest,
-    outcome: Outcome,
-    effective_mode: lexecon_core::PolicyMode,
-    reasons: &'a [String],
-    reasoning: &'a str,
-    matched_terms: &'a [String],
-    risk: RiskPayload,
-    policy: PolicyPayload<'a>,
-    token: Option<TokenPayload<'a>>,
-    reservation_id: Option<&'a str>,
-}
-
-#[derive(serde::Serialize)]
-struct RiskPayload {
-    score: u8,
-    level: lexecon_core::RiskLevel,
-    dimensions: DimensionScores,
-}
-
-#[derive(serde::Serialize)]
-struct DimensionScores {
-    security: u8,
-    privacy: u8,
-    compliance: u8,
-    operational: u8,
-    reputational: u8,
-    financial: u8,
-}
-
-#[derive(serde::Serialize)]
-struct PolicyPayload<'a> {
-    name: &'a str,
-    version: &'a str,
-    hash: String,
-}
-
-#[derive(serde::Serialize)]
-struct TokenPayload<'a> {
-    token_id: &'a TokenId,
-    key_id: &'a str,
-    expires_at: Timestamp,
-}
-
-/// A decision as its idempotency row keeps it: the JSON without the capability token,
-/// and the token's claims without the signature. A stored token would be a credential
-/// anyone who reads the database could use; the claims grant nothing.
-fn row_of(decision: &Decision) -> Result<(String, Option<String>), EngineError> {
-    let token_claims = decision
-        .capability_token
-        .as_deref()
-        .map(lexecon_capability::unsigned)
-        .transpose()
-        .map_err(|e| EngineError::Keys(format!("cannot keep the token's claims: {e}")))?;
-    let json = serde_json::to_string(&Decision {
-        capability_token: None,
-        ..decision.clone()
-    })
-    .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
-    Ok((json, token_claims))
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one payload field per pipeline step"
-)]
-fn decision_payload(
-    principal: &str,
-    decision_id: &DecisionId,
-    request_id: Option<&str>,
-    req: &ActionRequest,
-    eval: &Evaluation,
-    outcome: Outcome,
-    reasons: &[String],
-    reasoning: &str,
-    risk: &Assessment,
-    policy: &ActivePolicy,
-    token: Option<&Claims>,
-    reservation_id: Option<&str>,
-) -> Result<Vec<u8>, EngineError> {
-    let d = &risk.dimensions;
-    let payload = DecisionPayload {
-        decision_id,
-        request_id,
-        principal,
-        request: req,
-        outcome,
-        effective_mode: eval.mode,
-        reasons,
-        reasoning,
-        matched_terms: &eval.matched_terms,
-        risk: RiskPayload {
-            score: risk.score,
-            level: risk.level,
-            dimensions: DimensionScores {
-                security: d.security.score,
-                privacy: d.privacy.score,
-                compliance: d.compliance.score,
-                operational: d.operational.score,
-                reputational: d.reputational.score,
-                financial: d.financial.score,
-            },
-        },
-        policy: PolicyPayload {
-            name: policy.compiled.name(),
-            version: policy.compiled.version(),
-            hash: hex(&policy.compiled.hash()),
-        },
-        token: token.map(|c| TokenPayload {
-            token_id: &c.token_id,
-            key_id: &c.key_id,
-            expires_at: c.expires_at,
-        }),
-        reservation_id,
-    };
-    serde_json::to_vec(&payload)
-        .map_err(|e| EngineError::InvalidArgument(format!("cannot encode the decision: {e}")))
-}
-
+#[cfg(test)]
+mod door_tests;
 #[cfg(test)]
 mod tests;

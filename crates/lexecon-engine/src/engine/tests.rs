@@ -7,20 +7,42 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lexecon_core::{ActionRequest, Clock, ManualClock, SystemClock};
+use lexecon_core::{Clock, ManualClock, SystemClock};
 
+use super::decide::{CLAIM_LEASE_SECS, Checked, Prepared};
 use super::*;
 use crate::config::Sources;
 use crate::init::{InitOptions, init};
 
-fn request() -> ActionRequest {
-    ActionRequest::new("ai_agent:customer_service", "read:customer_data")
-        .and_then(|r| r.with_tool("database_query"))
-        .and_then(|r| r.with_data_class("pii"))
-        .unwrap()
+fn action() -> ActionInput {
+    ActionInput {
+        actor: "ai_agent:customer_service".into(),
+        action: "read:customer_data".into(),
+        tool: "database_query".into(),
+        data_classes: vec!["pii".into()],
+        ..ActionInput::default()
+    }
 }
 
-async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> Engine {
+/// A Decide of the usual request with `request_id`.
+fn request(request_id: &str) -> DecideInput {
+    DecideInput {
+        action: action(),
+        request_id: request_id.to_owned(),
+    }
+}
+
+/// The caller these tests decide as: a local process named alice.
+fn alice() -> Caller {
+    Caller::Local("alice".into())
+}
+
+/// Alice's idempotency key for `request_id`.
+fn key(request_id: &str) -> (String, String) {
+    (alice().idempotency_key(), request_id.to_owned())
+}
+
+async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> Arc<Engine> {
     let data = dir.join("data");
     if !data.join("lexecon.toml").exists() {
         let options = InitOptions {
@@ -42,6 +64,7 @@ async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> 
 
 /// The pool of an engine opened on the default database.
 fn sqlite_pool(engine: &Engine) -> &sqlx::SqlitePool {
+    // The engine's own database handle: these tests play someone with write access.
     let Database::Sqlite(pool) = &engine.db else {
         unreachable!("the default database is SQLite")
     };
@@ -64,19 +87,29 @@ async fn decisions(engine: &Engine) -> Vec<serde_json::Value> {
 
 /// Runs the idempotent path up to and including its claim, as a call that then crashed.
 async fn claim_only(engine: &Engine, request_id: &str) -> (Prepared, i64) {
-    let prepared = engine
-        .prepare("alice", request(), Some(request_id.to_owned()))
-        .await
-        .unwrap();
+    let checked = Checked {
+        req: action().validate().unwrap(),
+        request_id: Some(request_id.to_owned()),
+        principal: alice().ledger_name(),
+        idem: alice().idempotency_key(),
+    };
+    let prepared = engine.prepare(&checked).await.unwrap();
     let from = engine.ledger.tree_size().await.unwrap();
     let at = engine.clock.now().unix_micros();
+    let (p, r) = key(request_id);
     assert!(
         engine
-            .claim("alice", request_id, &prepared.decision, from, at)
+            .claim((&p, &r), &prepared.decision, from, at)
             .await
             .unwrap()
     );
     (prepared, at)
+}
+
+/// The idempotency row of alice's `request_id`, through the engine store.
+async fn row(engine: &Engine, request_id: &str) -> Option<store::IdemRow> {
+    let (p, r) = key(request_id);
+    engine.store.idem_get((&p, &r)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,24 +122,25 @@ async fn a_decision_recorded_just_before_a_crash_is_the_answer_to_its_retry() {
     let recorded = engine.record(prepared).await.unwrap();
     let before = decisions(&engine).await.len();
 
-    let retried = engine
-        .decide("alice", request(), Some("r-1".into()))
-        .await
-        .unwrap();
+    let retried = engine.decide(&alice(), request("r-1")).await.unwrap();
     assert_eq!(
         retried, recorded,
         "the retry must get the recorded decision"
     );
     assert_eq!(decisions(&engine).await.len(), before, "a second entry");
     // The claim is complete now: answered from the row, still the same.
-    assert!(matches!(
-        engine.stored_decision("alice", "r-1").await.unwrap(),
-        Some(Stored::Done { decision, .. }) if Decision { capability_token: recorded.capability_token.clone(), ..decision.clone() } == recorded
-    ));
-    let again = engine
-        .decide("alice", request(), Some("r-1".into()))
-        .await
-        .unwrap();
+    let stored = row(&engine, "r-1").await.unwrap();
+    assert!(stored.ledger_from.is_none(), "the claim is completed");
+    let kept: Decision = serde_json::from_str(&stored.decision).unwrap();
+    assert_eq!(
+        Decision {
+            capability_token: recorded.capability_token.clone(),
+            fingerprint: recorded.fingerprint.clone(),
+            ..kept
+        },
+        recorded
+    );
+    let again = engine.decide(&alice(), request("r-1")).await.unwrap();
     assert_eq!(again, recorded);
     assert_eq!(decisions(&engine).await.len(), before);
 }
@@ -121,19 +155,13 @@ async fn a_claim_without_an_entry_holds_retries_off_until_its_lease_ends() {
     let before = decisions(&engine).await.len();
 
     // Within the lease it may still be appending somewhere: the retry is told to wait.
-    let err = engine
-        .decide("alice", request(), Some("r-2".into()))
-        .await
-        .unwrap_err();
+    let err = engine.decide(&alice(), request("r-2")).await.unwrap_err();
     assert!(matches!(err, EngineError::InProgress(_)), "{err:?}");
     assert!(err.to_string().contains("retry"), "{err}");
     assert_eq!(decisions(&engine).await.len(), before);
 
     clock.advance_secs(CLAIM_LEASE_SECS);
-    let fresh = engine
-        .decide("alice", request(), Some("r-2".into()))
-        .await
-        .unwrap();
+    let fresh = engine.decide(&alice(), request("r-2")).await.unwrap();
     assert_ne!(fresh.decision_id, abandoned.decision.decision_id);
     let after = decisions(&engine).await;
     assert_eq!(after.len(), before + 1);
@@ -141,10 +169,7 @@ async fn a_claim_without_an_entry_holds_retries_off_until_its_lease_ends() {
         after.last().unwrap()["decision_id"].as_str(),
         Some(fresh.decision_id.to_string().as_str())
     );
-    let again = engine
-        .decide("alice", request(), Some("r-2".into()))
-        .await
-        .unwrap();
+    let again = engine.decide(&alice(), request("r-2")).await.unwrap();
     assert_eq!(again, fresh);
     assert_eq!(decisions(&engine).await.len(), before + 1);
 }
@@ -155,17 +180,10 @@ async fn a_failed_append_leaves_no_claim_behind() {
     let engine = open(dir.path(), Arc::new(SystemClock), None).await;
     // With the ledger writer stopped every append fails, before any commit.
     engine.ledger.shutdown().await.unwrap();
-    let err = engine
-        .decide("alice", request(), Some("r-3".into()))
-        .await
-        .unwrap_err();
+    let err = engine.decide(&alice(), request("r-3")).await.unwrap_err();
     assert!(matches!(err, EngineError::Ledger(_)), "{err:?}");
     assert!(
-        engine
-            .stored_decision("alice", "r-3")
-            .await
-            .unwrap()
-            .is_none(),
+        row(&engine, "r-3").await.is_none(),
         "the failed call's claim is still there"
     );
 }
@@ -178,19 +196,21 @@ async fn a_claim_taken_over_after_its_lease_keeps_the_new_decision() {
     // A call claims the key and stalls past the lease; a retry decides afresh.
     let (slow, at) = claim_only(&engine, "r-5").await;
     clock.advance_secs(CLAIM_LEASE_SECS);
-    let fresh = engine
-        .decide("alice", request(), Some("r-5".into()))
-        .await
-        .unwrap();
+    let fresh = engine.decide(&alice(), request("r-5")).await.unwrap();
     // The slow call's append lands after all, but its claim is gone: it cannot
     // complete the row, so it does not overwrite the answer every retry gets.
     let late = engine.record(slow).await.unwrap();
-    assert!(!engine.complete("alice", "r-5", at, &late).await.unwrap());
-    assert!(!engine.drop_claim("alice", "r-5", at).await.unwrap());
-    let again = engine
-        .decide("alice", request(), Some("r-5".into()))
-        .await
-        .unwrap();
+    let (p, r) = key("r-5");
+    let late_json = serde_json::to_string(&late).unwrap();
+    assert!(
+        !engine
+            .store
+            .idem_complete((&p, &r), at, &late_json)
+            .await
+            .unwrap()
+    );
+    assert!(!engine.store.idem_drop((&p, &r), at).await.unwrap());
+    let again = engine.decide(&alice(), request("r-5")).await.unwrap();
     assert_eq!(again, fresh);
 }
 
@@ -198,14 +218,8 @@ async fn a_claim_taken_over_after_its_lease_keeps_the_new_decision() {
 async fn token_claims_that_do_not_match_the_ledger_are_not_signed() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), Arc::new(SystemClock), None).await;
-    let first = engine
-        .decide("alice", request(), Some("r-6".into()))
-        .await
-        .unwrap();
-    let other = engine
-        .decide("alice", request(), Some("r-7".into()))
-        .await
-        .unwrap();
+    let first = engine.decide(&alice(), request("r-6")).await.unwrap();
+    let other = engine.decide(&alice(), request("r-7")).await.unwrap();
     assert_ne!(first.capability_token, other.capability_token);
     // Someone with write access to the database moves r-7's claims onto r-6.
     let pool = sqlite_pool(&engine);
@@ -215,10 +229,7 @@ async fn token_claims_that_do_not_match_the_ledger_are_not_signed() {
     .execute(pool)
     .await
     .unwrap();
-    let err = engine
-        .decide("alice", request(), Some("r-6".into()))
-        .await
-        .unwrap_err();
+    let err = engine.decide(&alice(), request("r-6")).await.unwrap_err();
     assert!(
         err.to_string().contains("does not match its ledger entry"),
         "{err}"
@@ -228,12 +239,7 @@ async fn token_claims_that_do_not_match_the_ledger_are_not_signed() {
         .execute(pool)
         .await
         .unwrap();
-    assert!(
-        engine
-            .decide("alice", request(), Some("r-7".into()))
-            .await
-            .is_err()
-    );
+    assert!(engine.decide(&alice(), request("r-7")).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,8 +248,8 @@ async fn two_engines_on_one_postgres_record_each_request_id_once() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let a = Arc::new(open(dir.path(), Arc::new(SystemClock), Some(&db.url)).await);
-    let b = Arc::new(open(dir.path(), Arc::new(SystemClock), Some(&db.url)).await);
+    let a = open(dir.path(), Arc::new(SystemClock), Some(&db.url)).await;
+    let b = open(dir.path(), Arc::new(SystemClock), Some(&db.url)).await;
     let before = decisions(&a).await.len();
     const IDS: usize = 12;
     let mut tasks = tokio::task::JoinSet::new();
@@ -256,10 +262,7 @@ async fn two_engines_on_one_postgres_record_each_request_id_once() {
                     // As a client would: retry while another call holds the key.
                     let mut tries = 0;
                     let d = loop {
-                        match engine
-                            .decide("alice", request(), Some(format!("pg-{i}")))
-                            .await
-                        {
+                        match engine.decide(&alice(), request(&format!("pg-{i}"))).await {
                             Err(EngineError::InProgress(_)) if tries < 20 => tries += 1,
                             other => break other.unwrap(),
                         }
@@ -292,10 +295,7 @@ async fn two_engines_on_one_postgres_record_each_request_id_once() {
 async fn a_stored_decision_keeps_no_usable_token_and_replays_the_same_one() {
     let dir = tempfile::tempdir().unwrap();
     let engine = open(dir.path(), Arc::new(SystemClock), None).await;
-    let first = engine
-        .decide("alice", request(), Some("r-4".into()))
-        .await
-        .unwrap();
+    let first = engine.decide(&alice(), request("r-4")).await.unwrap();
     let token = first
         .capability_token
         .clone()
@@ -314,9 +314,6 @@ async fn a_stored_decision_keeps_no_usable_token_and_replays_the_same_one() {
         assert!(!kept.contains(signature), "its signature is stored: {kept}");
     }
     // The replay signs the kept claims again: the same token, byte for byte.
-    let again = engine
-        .decide("alice", request(), Some("r-4".into()))
-        .await
-        .unwrap();
+    let again = engine.decide(&alice(), request("r-4")).await.unwrap();
     assert_eq!(again, first);
 }

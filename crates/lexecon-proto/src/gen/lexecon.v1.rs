@@ -83,6 +83,16 @@ pub struct WhoAmIResponse {
     /// Whether the session completed MFA.
     #[prost(bool, tag = "4")]
     pub mfa_verified: bool,
+    /// The actor globs an API key may speak for (empty for users and for keys without a
+    /// binding; admin principals may speak for any actor).
+    #[prost(string, repeated, tag = "5")]
+    pub actors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The LLM roles an API key may name in a request.
+    #[prost(string, repeated, tag = "6")]
+    pub llm_roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// "key:<name>", "user:<name>": how ledger entries name this principal.
+    #[prost(string, tag = "7")]
+    pub principal: ::prost::alloc::string::String,
 }
 /// A new user.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -135,6 +145,13 @@ pub struct CreateApiKeyRequest {
     /// Optional expiry.
     #[prost(message, optional, tag = "3")]
     pub expires_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Full-match globs of the actors the key may speak for (the glob rules of policies);
+    /// at least one for role agent. A Decide or Authorize for another actor is refused.
+    #[prost(string, repeated, tag = "4")]
+    pub actors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The LLM roles requests made with the key may name (`llm.roles`); empty by default.
+    #[prost(string, repeated, tag = "5")]
+    pub llm_roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// The created key.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -145,6 +162,32 @@ pub struct CreateApiKeyResponse {
     /// The key itself ("lxk\_" ...), shown only this once.
     #[prost(string, tag = "2")]
     pub api_key: ::prost::alloc::string::String,
+    /// The ledger index of the key's auth_event entry.
+    #[prost(uint64, tag = "3")]
+    pub ledger_index: u64,
+}
+/// A new binding for an existing key.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetApiKeyActorsRequest {
+    /// The key id.
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    /// The actor globs the key may speak for from now on (at least one for role agent).
+    #[prost(string, repeated, tag = "2")]
+    pub actors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The LLM roles the key may name from now on.
+    #[prost(string, repeated, tag = "3")]
+    pub llm_roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// The result of a binding change.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetApiKeyActorsResponse {
+    /// False when the key is unknown or revoked.
+    #[prost(bool, tag = "1")]
+    pub updated: bool,
+    /// The ledger index of the auth_event entry; 0 when nothing changed.
+    #[prost(uint64, tag = "2")]
+    pub ledger_index: u64,
 }
 /// A key to revoke.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -534,6 +577,32 @@ pub mod auth_service_client {
                 .insert(GrpcMethod::new("lexecon.v1.AuthService", "RevokeApiKey"));
             self.inner.unary(req, path, codec).await
         }
+        /// Replaces the actors (and LLM roles) an API key may speak for; takes effect at once
+        /// on this server and within 2 seconds on every other server (admin).
+        pub async fn set_api_key_actors(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SetApiKeyActorsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SetApiKeyActorsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.AuthService/SetApiKeyActors",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("lexecon.v1.AuthService", "SetApiKeyActors"));
+            self.inner.unary(req, path, codec).await
+        }
         /// The configured OIDC providers.
         pub async fn list_oidc_providers(
             &mut self,
@@ -652,6 +721,15 @@ pub mod auth_service_server {
             request: tonic::Request<super::RevokeApiKeyRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RevokeApiKeyResponse>,
+            tonic::Status,
+        >;
+        /// Replaces the actors (and LLM roles) an API key may speak for; takes effect at once
+        /// on this server and within 2 seconds on every other server (admin).
+        async fn set_api_key_actors(
+            &self,
+            request: tonic::Request<super::SetApiKeyActorsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SetApiKeyActorsResponse>,
             tonic::Status,
         >;
         /// The configured OIDC providers.
@@ -1106,6 +1184,52 @@ pub mod auth_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/lexecon.v1.AuthService/SetApiKeyActors" => {
+                    #[allow(non_camel_case_types)]
+                    struct SetApiKeyActorsSvc<T: AuthService>(pub Arc<T>);
+                    impl<
+                        T: AuthService,
+                    > tonic::server::UnaryService<super::SetApiKeyActorsRequest>
+                    for SetApiKeyActorsSvc<T> {
+                        type Response = super::SetApiKeyActorsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SetApiKeyActorsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AuthService>::set_api_key_actors(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SetApiKeyActorsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 "/lexecon.v1.AuthService/ListOidcProviders" => {
                     #[allow(non_camel_case_types)]
                     struct ListOidcProvidersSvc<T: AuthService>(pub Arc<T>);
@@ -1256,6 +1380,10 @@ pub struct AuthorizeRequest {
     /// The most completion tokens the call may produce.
     #[prost(uint64, tag = "5")]
     pub max_output_tokens: u64,
+    /// The agent the call is made for; checked against the caller's actor binding like
+    /// DecideRequest.actor (empty from a key bound to one literal actor means that actor).
+    #[prost(string, tag = "6")]
+    pub actor: ::prost::alloc::string::String,
 }
 /// Why a call was refused.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -2368,6 +2496,14 @@ pub struct DecideResponse {
     /// release it through BudgetService.
     #[prost(string, tag = "16")]
     pub reservation_id: ::prost::alloc::string::String,
+    /// Soft-limit warnings raised by this call's budget check (one human sentence each);
+    /// they are also recorded in the ledger.
+    #[prost(string, repeated, tag = "17")]
+    pub warnings: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The actor the decision was made for (the binding's literal actor when the request
+    /// left it empty).
+    #[prost(string, tag = "18")]
+    pub actor: ::prost::alloc::string::String,
 }
 /// A token to check.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1,35 +1,19 @@
 //! `lexecon.v1.AuthService`. Secrets are returned only where the API says so (a new
-//! session, a new API key, MFA enrollment) and never logged or ledgered.
+//! session, a new API key, MFA enrollment) and never logged or ledgered; the engine
+//! ledgers every change with its author.
 
-use lexecon_auth::{AuthError, LoginOutcome, Role, Session};
+use lexecon_auth::{NewApiKey, Role, Session};
+use lexecon_engine::LoginResult;
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::auth_service_server::AuthService;
-use serde_json::json;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, caller};
-use crate::convert::timestamp_to_pb;
+use super::{Shared, authenticated, caller, status};
+use crate::convert::{timestamp_from_pb, timestamp_to_pb};
 
 /// The auth service.
 #[derive(Debug, Clone)]
 pub struct AuthSvc(pub Shared);
-
-fn auth_status(err: AuthError) -> Status {
-    if err.is_unauthenticated() {
-        Status::unauthenticated(err.to_string())
-    } else if err.is_permission_denied() {
-        Status::permission_denied(err.to_string())
-    } else if err.is_invalid_argument() {
-        Status::invalid_argument(err.to_string())
-    } else if err.is_already_exists() {
-        Status::already_exists(err.to_string())
-    } else if err.is_not_found() {
-        Status::not_found(err.to_string())
-    } else {
-        tracing::error!(error = %err, "auth store failed");
-        Status::unavailable("authentication is unavailable; try again")
-    }
-}
 
 fn role_to_pb(role: Role) -> pb::Role {
     match role {
@@ -62,14 +46,6 @@ fn session_to_pb(s: &Session) -> pb::Session {
     }
 }
 
-impl AuthSvc {
-    async fn audit(&self, payload: serde_json::Value) {
-        if let Err(e) = self.0.engine.record_auth_event(payload).await {
-            tracing::error!(error = %e, "recording an auth event failed");
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl AuthService for AuthSvc {
     async fn login(
@@ -77,30 +53,23 @@ impl AuthService for AuthSvc {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = request.get_ref();
-        let outcome = self.0.engine.auth().login(&r.username, &r.password).await;
-        let username: String = r.username.chars().take(64).collect();
-        match outcome {
-            Ok(LoginOutcome::Session(s)) => {
-                self.audit(json!({"event": "login", "username": username, "mfa": false}))
-                    .await;
-                Ok(Response::new(pb::LoginResponse {
-                    session: Some(session_to_pb(&s)),
-                    mfa_required: false,
-                    mfa_challenge: String::new(),
-                }))
-            }
-            Ok(LoginOutcome::MfaRequired { challenge }) => Ok(Response::new(pb::LoginResponse {
+        match self
+            .0
+            .engine
+            .login(&r.username, &r.password)
+            .await
+            .map_err(status)?
+        {
+            LoginResult::Session(s) => Ok(Response::new(pb::LoginResponse {
+                session: Some(session_to_pb(&s)),
+                mfa_required: false,
+                mfa_challenge: String::new(),
+            })),
+            LoginResult::MfaRequired(challenge) => Ok(Response::new(pb::LoginResponse {
                 session: None,
                 mfa_required: true,
                 mfa_challenge: challenge.expose().to_owned(),
             })),
-            Err(e) => {
-                if e.is_unauthenticated() {
-                    self.audit(json!({"event": "login_failed", "username": username}))
-                        .await;
-                }
-                Err(auth_status(e))
-            }
         }
     }
 
@@ -112,11 +81,9 @@ impl AuthService for AuthSvc {
         let session = self
             .0
             .engine
-            .auth()
             .verify_mfa(&r.mfa_challenge, &r.code)
             .await
-            .map_err(auth_status)?;
-        self.audit(json!({"event": "login", "mfa": true})).await;
+            .map_err(status)?;
         Ok(Response::new(pb::VerifyMfaResponse {
             session: Some(session_to_pb(&session)),
         }))
@@ -126,14 +93,13 @@ impl AuthService for AuthSvc {
         &self,
         request: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let who = caller(&request)?;
+        let who = authenticated(&request)?;
         let revoked = self
             .0
             .engine
-            .auth()
-            .logout(&who.bearer)
+            .logout(&who.caller, &who.bearer)
             .await
-            .map_err(auth_status)?;
+            .map_err(status)?;
         Ok(Response::new(pb::LogoutResponse { revoked }))
     }
 
@@ -142,11 +108,22 @@ impl AuthService for AuthSvc {
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let who = caller(&request)?;
+        let principal = self.0.engine.who_am_i(&who).map_err(status)?;
+        let Some(p) = principal else {
+            return Err(Status::unauthenticated("WhoAmI needs a token"));
+        };
         Ok(Response::new(pb::WhoAmIResponse {
-            principal_kind: who.kind.to_owned(),
-            name: who.name.clone(),
-            role: role_to_pb(who.role) as i32,
-            mfa_verified: who.mfa_verified,
+            principal_kind: p.kind.as_str().to_owned(),
+            name: p.name.clone(),
+            role: role_to_pb(p.role) as i32,
+            mfa_verified: p.mfa_verified,
+            actors: p
+                .actors
+                .as_ref()
+                .map(|b| b.patterns().to_vec())
+                .unwrap_or_default(),
+            llm_roles: p.llm_roles.to_vec(),
+            principal: who.ledger_name(),
         }))
     }
 
@@ -157,14 +134,12 @@ impl AuthService for AuthSvc {
         let who = caller(&request)?;
         let r = request.get_ref();
         let role = role_from_pb(r.role)?;
-        let created = self
+        let (created, _) = self
             .0
             .engine
-            .auth()
-            .create_user(&r.username, &r.password, role)
+            .create_user(&who, &r.username, &r.password, role)
             .await
-            .map_err(auth_status)?;
-        self.audit(json!({"event": "user_created", "user_id": created.user_id, "username": r.username, "role": role.to_string(), "by": who.name})).await;
+            .map_err(status)?;
         Ok(Response::new(pb::CreateUserResponse {
             user_id: created.user_id,
             mfa_required: created.mfa_required,
@@ -176,15 +151,7 @@ impl AuthService for AuthSvc {
         request: Request<pb::EnrollMfaRequest>,
     ) -> Result<Response<pb::EnrollMfaResponse>, Status> {
         let who = caller(&request)?;
-        let e = self
-            .0
-            .engine
-            .auth()
-            .enroll_mfa(&who.principal())
-            .await
-            .map_err(auth_status)?;
-        self.audit(json!({"event": "mfa_enrolled", "user_id": who.id}))
-            .await;
+        let e = self.0.engine.enroll_mfa(&who).await.map_err(status)?;
         Ok(Response::new(pb::EnrollMfaResponse {
             secret_base32: e.secret_base32.expose().to_owned(),
             otpauth_uri: e.otpauth_uri.expose().to_owned(),
@@ -201,26 +168,27 @@ impl AuthService for AuthSvc {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let who = caller(&request)?;
-        let r = request.get_ref();
+        let r = request.into_inner();
         let role = role_from_pb(r.role)?;
-        let expires = r.expires_at.as_ref().map(|t| {
-            lexecon_core::Timestamp::from_unix_micros(
-                t.seconds
-                    .saturating_mul(1_000_000)
-                    .saturating_add(i64::from(t.nanos / 1_000)),
-            )
-        });
         let created = self
             .0
             .engine
-            .auth()
-            .create_api_key(&r.name, role, expires)
+            .create_api_key(
+                &who,
+                NewApiKey {
+                    name: r.name,
+                    role,
+                    expires_at: r.expires_at.as_ref().map(timestamp_from_pb),
+                    actors: r.actors,
+                    llm_roles: r.llm_roles,
+                },
+            )
             .await
-            .map_err(auth_status)?;
-        self.audit(json!({"event": "api_key_created", "key_id": created.key_id, "name": r.name, "role": role.to_string(), "by": who.name})).await;
+            .map_err(status)?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             key_id: created.key_id.clone(),
             api_key: created.api_key.expose().to_owned(),
+            ledger_index: created.ledger_index,
         }))
     }
 
@@ -229,19 +197,31 @@ impl AuthService for AuthSvc {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let who = caller(&request)?;
-        let key_id = &request.get_ref().key_id;
-        let revoked = self
+        let (revoked, _) = self
             .0
             .engine
-            .auth()
-            .revoke_api_key(key_id)
+            .revoke_api_key(&who, &request.get_ref().key_id)
             .await
-            .map_err(auth_status)?;
-        if revoked {
-            self.audit(json!({"event": "api_key_revoked", "key_id": key_id, "by": who.name}))
-                .await;
-        }
+            .map_err(status)?;
         Ok(Response::new(pb::RevokeApiKeyResponse { revoked }))
+    }
+
+    async fn set_api_key_actors(
+        &self,
+        request: Request<pb::SetApiKeyActorsRequest>,
+    ) -> Result<Response<pb::SetApiKeyActorsResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let (updated, ledger_index) = self
+            .0
+            .engine
+            .set_api_key_actors(&who, &r.key_id, r.actors, r.llm_roles)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SetApiKeyActorsResponse {
+            updated,
+            ledger_index,
+        }))
     }
 
     async fn list_oidc_providers(
@@ -251,12 +231,12 @@ impl AuthService for AuthSvc {
         let providers = self
             .0
             .engine
-            .auth()
             .oidc_providers()
+            .into_iter()
             .map(|p| pb::OidcProvider {
-                name: p.name.clone(),
-                issuer: p.issuer.clone(),
-                client_id: p.client_id.clone(),
+                name: p.name,
+                issuer: p.issuer,
+                client_id: p.client_id,
             })
             .collect();
         Ok(Response::new(pb::ListOidcProvidersResponse { providers }))
@@ -271,14 +251,9 @@ impl AuthService for AuthSvc {
         let (session, role) = self
             .0
             .engine
-            .auth()
             .exchange_oidc_token(&r.provider, &r.id_token, nonce)
             .await
-            .map_err(auth_status)?;
-        self.audit(
-            json!({"event": "oidc_login", "provider": r.provider, "role": role.to_string()}),
-        )
-        .await;
+            .map_err(status)?;
         Ok(Response::new(pb::ExchangeOidcTokenResponse {
             session: Some(session_to_pb(&session)),
             role: role_to_pb(role) as i32,

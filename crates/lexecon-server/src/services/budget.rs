@@ -1,36 +1,18 @@
 //! `lexecon.v1.BudgetService`.
 
-use lexecon_budget::{BudgetConfig, BudgetError, Denial, Scope};
-use lexecon_core::{LlmUsage, ReservationId};
+use lexecon_budget::Denial;
+use lexecon_engine::{AuthorizeInput, ErrorClass, LlmAuthorization};
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::budget_service_server::BudgetService;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, caller};
+use super::{Shared, caller, status};
 use crate::convert::timestamp_to_pb;
 use crate::metrics::ReasonLabel;
 
 /// The budget service.
 #[derive(Debug, Clone)]
 pub struct BudgetSvc(pub Shared);
-
-fn budget_status(err: BudgetError) -> Status {
-    match err {
-        BudgetError::UnknownReservation(_) => Status::not_found(err.to_string()),
-        BudgetError::InvalidRequest(_) | BudgetError::InvalidScope(_) => {
-            Status::invalid_argument(err.to_string())
-        }
-        other => {
-            tracing::error!(error = %other, "budget store failed");
-            Status::unavailable(format!("budget: {other}"))
-        }
-    }
-}
-
-fn reservation_id(s: &str) -> Result<ReservationId, Status> {
-    s.parse()
-        .map_err(|e| Status::invalid_argument(format!("reservation_id: {e}")))
-}
 
 /// The proto form of a denial.
 pub fn denial_to_pb(d: &Denial) -> pb::BudgetDenial {
@@ -45,27 +27,30 @@ pub fn denial_to_pb(d: &Denial) -> pb::BudgetDenial {
     }
 }
 
-const MAX_CONFIG_BYTES: usize = 1024 * 1024;
-
 #[tonic::async_trait]
 impl BudgetService for BudgetSvc {
     async fn authorize(
         &self,
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.into_inner();
-        if r.model.is_empty() {
-            return Err(Status::invalid_argument("model must not be empty"));
-        }
-        let usage = LlmUsage {
+        let input = AuthorizeInput {
+            actor: r.actor,
             model: r.model,
-            user_id: (!r.user_id.is_empty()).then_some(r.user_id),
+            user_id: r.user_id,
             roles: r.roles,
             estimated_input_tokens: r.estimated_input_tokens,
             max_output_tokens: r.max_output_tokens,
         };
-        match self.0.engine.budget().authorize(&usage).await {
-            Ok(a) => Ok(Response::new(pb::AuthorizeResponse {
+        match self
+            .0
+            .engine
+            .authorize_llm(&who, input)
+            .await
+            .map_err(status)?
+        {
+            LlmAuthorization::Allowed(a) => Ok(Response::new(pb::AuthorizeResponse {
                 allowed: true,
                 reservation_id: a.reservation_id.to_string(),
                 reserved_micros: a.reserved_micros,
@@ -77,7 +62,7 @@ impl BudgetService for BudgetSvc {
                     .map(lexecon_budget::SoftLimitEvent::message)
                     .collect(),
             })),
-            Err(BudgetError::Denied(d)) => {
+            LlmAuthorization::Denied(d) => {
                 self.0
                     .metrics
                     .budget_denials
@@ -91,7 +76,6 @@ impl BudgetService for BudgetSvc {
                     ..Default::default()
                 }))
             }
-            Err(other) => Err(budget_status(other)),
         }
     }
 
@@ -99,15 +83,14 @@ impl BudgetService for BudgetSvc {
         &self,
         request: Request<pb::SettleRequest>,
     ) -> Result<Response<pb::SettleResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.get_ref();
-        let id = reservation_id(&r.reservation_id)?;
         let s = self
             .0
             .engine
-            .budget()
-            .settle(id, r.input_tokens, r.output_tokens)
+            .settle(&who, &r.reservation_id, r.input_tokens, r.output_tokens)
             .await
-            .map_err(budget_status)?;
+            .map_err(status)?;
         Ok(Response::new(pb::SettleResponse {
             charged_micros: s.charged_micros,
             released_micros: s.released_micros,
@@ -119,14 +102,13 @@ impl BudgetService for BudgetSvc {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        let id = reservation_id(&request.get_ref().reservation_id)?;
+        let who = caller(&request)?;
         let released = self
             .0
             .engine
-            .budget()
-            .release(id)
+            .release(&who, &request.get_ref().reservation_id)
             .await
-            .map_err(budget_status)?;
+            .map_err(status)?;
         Ok(Response::new(pb::ReleaseResponse { released }))
     }
 
@@ -135,17 +117,12 @@ impl BudgetService for BudgetSvc {
         request: Request<pb::GetUsageRequest>,
     ) -> Result<Response<pb::GetUsageResponse>, Status> {
         let who = caller(&request)?;
-        let scope = match request.get_ref().scope.as_str() {
-            "" => Scope::User(who.name.clone()),
-            s => s.parse::<Scope>().map_err(budget_status)?,
-        };
         let u = self
             .0
             .engine
-            .budget()
-            .usage(&scope)
+            .usage(&who, &request.get_ref().scope)
             .await
-            .map_err(budget_status)?;
+            .map_err(status)?;
         Ok(Response::new(pb::GetUsageResponse {
             scope: u.scope.to_string(),
             period: u.period.to_string(),
@@ -160,45 +137,40 @@ impl BudgetService for BudgetSvc {
         &self,
         request: Request<pb::GetLimitsRequest>,
     ) -> Result<Response<pb::GetLimitsResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.get_ref();
-        let user = (!r.user_id.is_empty()).then_some(r.user_id.as_str());
-        let limits = self.0.engine.budget().effective_limits(user, &r.roles);
-        let mut table = toml::Table::new();
-        for (scope, l) in limits {
-            let value = toml::Value::try_from(&l).map_err(|e| Status::internal(e.to_string()))?;
-            table.insert(scope.to_string(), value);
-        }
-        Ok(Response::new(pb::GetLimitsResponse {
-            config_toml: toml::to_string(&table).unwrap_or_default(),
-        }))
+        let config_toml = self
+            .0
+            .engine
+            .limits(&who, &r.user_id, &r.roles)
+            .map_err(status)?;
+        Ok(Response::new(pb::GetLimitsResponse { config_toml }))
     }
 
     async fn update_limits(
         &self,
         request: Request<pb::UpdateLimitsRequest>,
     ) -> Result<Response<pb::UpdateLimitsResponse>, Status> {
-        let source = &request.get_ref().config_toml;
-        if source.len() > MAX_CONFIG_BYTES {
-            return Err(Status::invalid_argument("config_toml is larger than 1 MiB"));
-        }
-        let config: BudgetConfig = match toml::from_str(source) {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(Response::new(pb::UpdateLimitsResponse {
-                    updated: false,
-                    error: format!("budget.{e}"),
-                }));
-            }
-        };
-        match self.0.engine.reload_budget(config).await {
+        let who = caller(&request)?;
+        match self
+            .0
+            .engine
+            .update_limits(&who, &request.get_ref().config_toml)
+            .await
+        {
             Ok(()) => Ok(Response::new(pb::UpdateLimitsResponse {
                 updated: true,
                 error: String::new(),
             })),
-            Err(e) => Ok(Response::new(pb::UpdateLimitsResponse {
-                updated: false,
-                error: e.to_string(),
-            })),
+            // A document that does not parse or validate is answered, not failed: the
+            // error names the key, and the limits in force stay.
+            Err(e) if e.class() == ErrorClass::InvalidArgument => {
+                Ok(Response::new(pb::UpdateLimitsResponse {
+                    updated: false,
+                    error: e.to_string(),
+                }))
+            }
+            Err(e) => Err(status(e)),
         }
     }
 }

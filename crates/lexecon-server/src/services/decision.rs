@@ -2,16 +2,13 @@
 
 use std::time::Instant;
 
-use lexecon_core::TokenId;
-use lexecon_engine::Decision;
+use lexecon_engine::{Decision, ErrorClass, VerifyTokenInput};
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::decision_service_server::DecisionService;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, caller, status};
-use crate::convert::{
-    decide_request, mode_to_pb, outcome_to_pb, risk_level_to_pb, timestamp_to_pb,
-};
+use crate::convert::{decide_input, mode_to_pb, outcome_to_pb, risk_level_to_pb, timestamp_to_pb};
 
 /// The decision service.
 #[derive(Debug, Clone)]
@@ -60,6 +57,8 @@ pub fn decision_to_pb(d: Decision) -> pb::DecideResponse {
         decided_at: Some(timestamp_to_pb(d.decided_at)),
         effective_mode: mode_to_pb(d.effective_mode) as i32,
         reservation_id: d.reservation_id.unwrap_or_default(),
+        warnings: d.warnings,
+        actor: d.actor,
     }
 }
 
@@ -71,25 +70,23 @@ impl DecisionService for DecisionSvc {
     ) -> Result<Response<pb::DecideResponse>, Status> {
         let started = Instant::now();
         let who = caller(&request)?;
-        let (req, request_id) = decide_request(request.get_ref()).inspect_err(|s| {
-            let field = s
-                .message()
-                .split_whitespace()
-                .next()
-                .unwrap_or("request")
-                .to_owned();
-            self.0
-                .metrics
-                .invalid_requests
-                .get_or_create(&crate::metrics::ReasonLabel { reason: field })
-                .inc();
+        let input = decide_input(request.get_ref())?;
+        let decision = self.0.engine.decide(&who, input).await.map_err(|e| {
+            if e.class() == ErrorClass::InvalidArgument {
+                let field = e
+                    .to_string()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("request")
+                    .to_owned();
+                self.0
+                    .metrics
+                    .invalid_requests
+                    .get_or_create(&crate::metrics::ReasonLabel { reason: field })
+                    .inc();
+            }
+            status(e)
         })?;
-        let decision = self
-            .0
-            .engine
-            .decide(&who.principal_key(), req, request_id)
-            .await
-            .map_err(status)?;
         self.0
             .metrics
             .decided(decision.outcome.as_str(), started.elapsed());
@@ -100,26 +97,22 @@ impl DecisionService for DecisionSvc {
         &self,
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
-        let r = request.get_ref();
-        if r.token.len() > 4096 {
-            return Err(Status::invalid_argument(
-                "token is longer than 4096 bytes; it cannot be a Lexecon token",
-            ));
-        }
-        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        let (actor, action, tool, audience) = (
-            opt(&r.actor),
-            opt(&r.action),
-            opt(&r.tool),
-            opt(&r.audience),
-        );
-        let check = self.0.engine.verify_token(
-            &r.token,
-            actor.as_deref(),
-            action.as_deref(),
-            tool.as_deref(),
-            audience.as_deref(),
-        );
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let check = self
+            .0
+            .engine
+            .verify_token(
+                &who,
+                &VerifyTokenInput {
+                    token: r.token,
+                    actor: r.actor,
+                    action: r.action,
+                    tool: r.tool,
+                    audience: r.audience,
+                },
+            )
+            .map_err(status)?;
         let mut response = pb::VerifyTokenResponse {
             valid: check.error.is_none(),
             ..Default::default()
@@ -146,19 +139,10 @@ impl DecisionService for DecisionSvc {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         let who = caller(&request)?;
         let r = request.get_ref();
-        let token_id: TokenId = r
-            .token_id
-            .parse()
-            .map_err(|e| Status::invalid_argument(format!("token_id: {e}")))?;
-        if r.reason.len() > 1024 {
-            return Err(Status::invalid_argument(
-                "reason must be at most 1024 bytes",
-            ));
-        }
         let (ledger_index, newly_revoked) = self
             .0
             .engine
-            .revoke_token(token_id, &r.reason, &who.name)
+            .revoke_token(&who, &r.token_id, &r.reason)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RevokeTokenResponse {

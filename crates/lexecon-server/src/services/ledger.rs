@@ -5,22 +5,12 @@ use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::ledger_service_server::LedgerService;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use super::{Shared, caller, status};
 use crate::convert::timestamp_to_pb;
 
 /// The ledger service.
 #[derive(Debug, Clone)]
 pub struct LedgerSvc(pub Shared);
-
-fn ledger_status(err: lexecon_ledger::LedgerError) -> Status {
-    let msg = err.to_string();
-    if msg.contains("out of range") || msg.contains("beyond") || msg.contains("must be") {
-        Status::invalid_argument(msg)
-    } else {
-        tracing::error!(error = %msg, "ledger read failed");
-        Status::unavailable(format!("ledger: {msg}"))
-    }
-}
 
 /// The proto form of an entry.
 pub fn entry_to_pb(e: &Entry) -> pb::LedgerEntry {
@@ -50,57 +40,42 @@ impl LedgerService for LedgerSvc {
         &self,
         request: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<pb::GetEntriesResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.get_ref();
-        let limit = match r.limit {
-            0 => 100,
-            n if n > 1000 => return Err(Status::invalid_argument("limit must be at most 1000")),
-            n => u64::from(n),
-        };
-        let ledger = self.0.engine.ledger();
-        let entries = ledger.entries(r.from, limit).await.map_err(ledger_status)?;
-        let next = entries.last().map_or(r.from, |e| e.index + 1);
-        let entries = entries
-            .iter()
-            .map(entry_to_pb)
-            .filter(|e| r.kind.is_empty() || e.kind == r.kind)
-            .collect();
-        Ok(Response::new(pb::GetEntriesResponse { entries, next }))
+        let page = self
+            .0
+            .engine
+            .ledger_entries(&who, r.from, r.limit, &r.kind)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetEntriesResponse {
+            entries: page.entries.iter().map(entry_to_pb).collect(),
+            next: page.next,
+        }))
     }
 
     async fn get_entry(
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::GetEntryResponse>, Status> {
-        let index = request.get_ref().index;
-        match self
+        let who = caller(&request)?;
+        let entry = self
             .0
             .engine
-            .ledger()
-            .entry(index)
+            .ledger_entry(&who, request.get_ref().index)
             .await
-            .map_err(ledger_status)?
-        {
-            Some(e) => Ok(Response::new(pb::GetEntryResponse {
-                entry: Some(entry_to_pb(&e)),
-            })),
-            None => Err(Status::not_found(format!(
-                "no ledger entry at index {index}"
-            ))),
-        }
+            .map_err(status)?;
+        Ok(Response::new(pb::GetEntryResponse {
+            entry: Some(entry_to_pb(&entry)),
+        }))
     }
 
     async fn verify(
         &self,
-        _request: Request<pb::VerifyRequest>,
+        request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let ledger = self.0.engine.ledger();
-        let options = lexecon_ledger::VerifyOptions {
-            verifiers: vec![ledger.verifier().clone()],
-            ..Default::default()
-        };
-        let report = lexecon_ledger::verify(ledger.store().clone(), &options)
-            .await
-            .map_err(ledger_status)?;
+        let who = caller(&request)?;
+        let report = self.0.engine.verify_ledger(&who).await.map_err(status)?;
         Ok(Response::new(pb::VerifyResponse {
             valid: report.valid,
             entries: report.entries,
@@ -112,18 +87,15 @@ impl LedgerService for LedgerSvc {
 
     async fn get_checkpoint(
         &self,
-        _request: Request<pb::GetCheckpointRequest>,
+        request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-        let ledger = self.0.engine.ledger();
-        let cp = match ledger.latest_checkpoint().await.map_err(ledger_status)? {
-            Some(cp) => cp,
-            None => ledger.checkpoint().await.map_err(ledger_status)?,
-        };
+        let who = caller(&request)?;
+        let cp = self.0.engine.checkpoint(&who).await.map_err(status)?;
         Ok(Response::new(pb::GetCheckpointResponse {
-            note: cp.note.clone(),
-            tree_size: cp.checkpoint.size,
-            root_hash: cp.checkpoint.root.to_vec(),
-            verifier_key: ledger.verifier().vkey(),
+            note: cp.note,
+            tree_size: cp.size,
+            root_hash: cp.root.to_vec(),
+            verifier_key: cp.verifier_key,
         }))
     }
 
@@ -131,23 +103,14 @@ impl LedgerService for LedgerSvc {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.get_ref();
-        let ledger = self.0.engine.ledger();
-        let size = if r.tree_size == 0 {
-            ledger.tree_size().await.map_err(ledger_status)?
-        } else {
-            r.tree_size
-        };
-        if r.index >= size {
-            return Err(Status::invalid_argument(format!(
-                "index {} is not below tree_size {size}",
-                r.index
-            )));
-        }
-        let p = ledger
-            .inclusion_proof(r.index, Some(size))
+        let p = self
+            .0
+            .engine
+            .inclusion_proof(&who, r.index, r.tree_size)
             .await
-            .map_err(ledger_status)?;
+            .map_err(status)?;
         Ok(Response::new(pb::GetInclusionProofResponse {
             index: p.index,
             tree_size: p.size,
@@ -161,23 +124,14 @@ impl LedgerService for LedgerSvc {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.get_ref();
-        let ledger = self.0.engine.ledger();
-        let size2 = if r.size2 == 0 {
-            ledger.tree_size().await.map_err(ledger_status)?
-        } else {
-            r.size2
-        };
-        if r.size1 == 0 || r.size1 > size2 {
-            return Err(Status::invalid_argument(format!(
-                "size1 must be between 1 and size2 ({size2}), got {}",
-                r.size1
-            )));
-        }
-        let p = ledger
-            .consistency_proof(r.size1, size2)
+        let p = self
+            .0
+            .engine
+            .consistency_proof(&who, r.size1, r.size2)
             .await
-            .map_err(ledger_status)?;
+            .map_err(status)?;
         Ok(Response::new(pb::GetConsistencyProofResponse {
             size1: p.size1,
             size2: p.size2,

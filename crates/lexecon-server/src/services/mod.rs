@@ -1,4 +1,6 @@
-//! The gRPC services: thin adapters from `lexecon.v1` to the engine.
+//! The gRPC services: thin adapters from `lexecon.v1` to engine operations. Each
+//! handler converts its request, calls one engine method with the authenticated
+//! caller, and converts the answer back.
 
 pub mod auth;
 pub mod budget;
@@ -9,10 +11,10 @@ pub mod risk;
 
 use std::sync::Arc;
 
-use lexecon_engine::{Engine, EngineError};
+use lexecon_engine::{Caller, Engine, EngineError, ErrorClass};
 use tonic::Status;
 
-use crate::auth::Caller;
+use crate::auth::Authenticated;
 use crate::metrics::Metrics;
 
 /// What every service holds.
@@ -25,10 +27,10 @@ pub struct Shared {
 }
 
 /// The authenticated caller of a request (the auth layer put it there).
-pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+pub fn authenticated<T>(request: &tonic::Request<T>) -> Result<Authenticated, Status> {
     request
         .extensions()
-        .get::<Caller>()
+        .get::<Authenticated>()
         .cloned()
         .ok_or_else(|| {
             Status::unauthenticated(
@@ -37,18 +39,31 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
         })
 }
 
-/// The gRPC status of an engine error. Internal details stay in the log.
+/// The caller of a request that needs one.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    authenticated(request).map(|a| a.caller)
+}
+
+/// The gRPC status of an engine error: one match over its class. Internal details of
+/// failures that are not the caller's stay in the log.
 pub fn status(err: EngineError) -> Status {
-    match err {
-        EngineError::InvalidArgument(msg) => Status::invalid_argument(msg),
-        EngineError::NotFound(msg) => Status::not_found(msg),
-        EngineError::InProgress(msg) => Status::unavailable(msg),
-        EngineError::Policy(e) => Status::invalid_argument(e.to_string()),
-        other => {
-            tracing::error!(error = %other, "request failed");
-            Status::unavailable(format!(
-                "the server could not complete the request: {other}"
-            ))
+    match err.class() {
+        ErrorClass::InvalidArgument => Status::invalid_argument(err.to_string()),
+        ErrorClass::NotFound => Status::not_found(err.to_string()),
+        ErrorClass::AlreadyExists => Status::already_exists(err.to_string()),
+        ErrorClass::Unauthenticated => Status::unauthenticated(err.to_string()),
+        ErrorClass::PermissionDenied => Status::permission_denied(err.to_string()),
+        ErrorClass::Unavailable => {
+            tracing::warn!(error = %err, "request failed; the caller may retry");
+            Status::unavailable(format!("the server could not complete the request: {err}"))
+        }
+        ErrorClass::DataLoss => {
+            tracing::error!(error = %err, "stored data is damaged");
+            Status::data_loss(format!("stored data is damaged: {err}"))
+        }
+        ErrorClass::Internal => {
+            tracing::error!(error = %err, "request failed");
+            Status::internal("the server failed; see its log")
         }
     }
 }

@@ -4,8 +4,8 @@ use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::risk_service_server::RiskService;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
-use crate::convert::{action_request, risk_level_to_pb};
+use super::{Shared, caller, status};
+use crate::convert::{action_input, risk_level_to_pb};
 
 /// The risk service.
 #[derive(Debug, Clone)]
@@ -33,8 +33,9 @@ impl RiskService for RiskSvc {
         &self,
         request: Request<pb::AssessRequest>,
     ) -> Result<Response<pb::AssessResponse>, Status> {
+        let who = caller(&request)?;
         let r = request.get_ref();
-        let req = action_request(
+        let input = action_input(
             &r.actor,
             &r.proposed_action,
             &r.tool,
@@ -45,7 +46,7 @@ impl RiskService for RiskSvc {
             &r.context,
             r.llm.as_ref(),
         )?;
-        let a = self.0.engine.assess(&req);
+        let a = self.0.engine.assess(&who, &input).map_err(status)?;
         let d = &a.dimensions;
         Ok(Response::new(pb::AssessResponse {
             risk_score: u32::from(a.score),
