@@ -11,10 +11,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// The file name of the configuration inside the data directory.
-pub const CONFIG_FILE: &str = "lexecon.toml";
-/// The default data directory.
-pub const DEFAULT_DATA_DIR: &str = ".lexecon";
+use crate::layout::DataDir;
+pub use crate::layout::{CONFIG_FILE, DEFAULT_DATA_DIR};
+
 /// The environment variable prefix; keys are `LEXECON_<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "LEXECON_";
 
@@ -318,7 +317,7 @@ impl Config {
         let file = match &sources.config_file {
             Some(file) if !file.exists() => return Err(ConfigError::MissingFile(file.clone())),
             Some(file) => file.clone(),
-            None => data_dir.join(CONFIG_FILE),
+            None => DataDir::new(&data_dir).config_file(),
         };
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(&file))
@@ -449,12 +448,17 @@ impl Config {
         })
     }
 
+    /// The data directory's layout: where `init` put each file.
+    pub fn layout(&self) -> DataDir {
+        DataDir::new(&self.data_dir)
+    }
+
     /// The database URL, defaulting to the SQLite file in the data directory.
     pub fn database_url(&self) -> String {
         self.database
             .url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("lexecon.db").display()))
+            .unwrap_or_else(|| self.layout().database_url())
     }
 
     /// The policy file, defaulting to `DIR/policy.toml`.
@@ -462,7 +466,7 @@ impl Config {
         self.policy
             .file
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("policy.toml"))
+            .unwrap_or_else(|| self.layout().policy_file())
     }
 
     /// The checkpoint origin, defaulting to `lexecon/<node id>`.
@@ -475,12 +479,12 @@ impl Config {
 
     /// The directory holding the node's keys.
     pub fn keys_dir(&self) -> PathBuf {
-        self.data_dir.join("keys")
+        self.layout().keys_dir()
     }
 
     /// The file holding the admin API key the CLI uses by default.
     pub fn admin_token_file(&self) -> PathBuf {
-        self.data_dir.join("admin.token")
+        self.layout().admin_token()
     }
 }
 
@@ -531,7 +535,7 @@ const DATA_SECTIONS_HEADER: &str = "
 
 /// Whether `dir` looks initialised (it has a configuration file).
 pub fn is_initialised(dir: &Path) -> bool {
-    dir.join(CONFIG_FILE).exists()
+    DataDir::new(dir).is_initialised()
 }
 
 const DEFAULT_CONFIG_TEMPLATE: &str = include_str!("default_config.toml");

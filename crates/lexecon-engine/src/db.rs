@@ -6,9 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 /// The database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
@@ -87,21 +85,9 @@ impl Database {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url).map_err(open_err)?;
             create_private(options.get_filename()).map_err(|e| open_err(sqlx::Error::Io(e)))?;
-            let options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // WAL checkpoints run on the ledger writer's timer (LedgerStore::maintain),
-                // not on whichever connection commits: an automatic checkpoint inside a
-                // commit costs the callers of that batch 15-20 ms.
-                .pragma("wal_autocheckpoint", "0")
-                // Statement journals and sorts in memory, not in files under /var/tmp.
-                .pragma("temp_store", "memory")
-                // Let sqlx's worker thread run ahead by a page of rows (verification and
-                // exports read millions).
-                .row_buffer_size(16_384);
+            // The settings the ledger's durability relies on, shared with the ledger's own
+            // connections to this file.
+            let options = lexecon_ledger::sqlite_options(options).create_if_missing(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(if max_connections == 0 {
                     8

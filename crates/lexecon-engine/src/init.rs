@@ -10,7 +10,8 @@ use lexecon_auth::{NewApiKey, Role};
 use lexecon_capability::NodeKey;
 use lexecon_core::Clock;
 
-use crate::config::{CONFIG_FILE, Config, Sources, default_config_file, is_initialised};
+use crate::config::{Config, Sources, default_config_file};
+use crate::layout::{DataDir, NODE_KEY_NAME};
 use crate::{Caller, Engine, EngineError};
 
 /// What `init` created.
@@ -85,46 +86,43 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-const MANAGED: &[&str] = &[
-    CONFIG_FILE,
-    "policy.toml",
-    "admin.token",
-    "keys",
-    "lexecon.db",
-    "lexecon.db-wal",
-    "lexecon.db-shm",
-];
-
-fn backup_existing(dir: &Path, clock: &dyn Clock) -> Result<Option<PathBuf>, InitError> {
-    let present: Vec<&str> = MANAGED
-        .iter()
-        .copied()
-        .filter(|name| dir.join(name).exists())
+fn backup_existing(dir: &DataDir, clock: &dyn Clock) -> Result<Option<PathBuf>, InitError> {
+    let present: Vec<PathBuf> = dir
+        .managed()
+        .into_iter()
+        .filter(|path| path.exists())
         .collect();
     if present.is_empty() {
         return Ok(None);
     }
-    let backup = dir.join(format!("backup-{}", clock.now().unix_secs()));
+    let backup = dir
+        .root()
+        .join(format!("backup-{}", clock.now().unix_secs()));
     fs::create_dir_all(&backup).map_err(io(&backup))?;
-    for name in present {
-        fs::rename(dir.join(name), backup.join(name)).map_err(io(&dir.join(name)))?;
+    for path in present {
+        // Every managed path is a direct child of the directory, so it has a name.
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        fs::rename(&path, backup.join(name)).map_err(io(&path))?;
     }
     Ok(Some(backup))
 }
 
 /// Initialises `options.data_dir`.
 pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initialised, InitError> {
+    let layout = DataDir::new(&options.data_dir);
     let dir = &options.data_dir;
-    if is_initialised(dir) && !options.force {
+    if layout.is_initialised() && !options.force {
         return Err(InitError::AlreadyInitialised(dir.clone()));
     }
     fs::create_dir_all(dir).map_err(io(dir))?;
     let backup = if options.force {
-        backup_existing(dir, clock.as_ref())?
+        backup_existing(&layout, clock.as_ref())?
     } else {
         None
     };
-    let keys = dir.join("keys");
+    let keys = layout.keys_dir();
     fs::create_dir_all(&keys).map_err(io(&keys))?;
     #[cfg(unix)]
     {
@@ -133,12 +131,12 @@ pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initia
     }
 
     let key = NodeKey::generate(&mut rand::rngs::OsRng);
-    key.write_files(&keys, "node")
+    key.write_files(&keys, NODE_KEY_NAME)
         .map_err(|e| EngineError::Keys(e.to_string()))?;
     if options.rsa {
-        write_rsa_key(&keys)?;
+        write_rsa_key(&layout)?;
     }
-    let policy = dir.join("policy.toml");
+    let policy = layout.policy_file();
     fs::write(&policy, lexecon_policy::STARTER_POLICY).map_err(io(&policy))?;
 
     // The configuration as the server will see it (defaults and the environment, so a
@@ -157,7 +155,7 @@ pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initia
     let closed = engine.shutdown().await;
     let created = created?;
     closed?;
-    let token_file = dir.join("admin.token");
+    let token_file = layout.admin_token();
     write_secret_file(
         &token_file,
         format!("{}\n", created.api_key.expose()).as_bytes(),
@@ -166,7 +164,7 @@ pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initia
 
     // The configuration goes last: its presence marks the directory initialised, so an
     // init that failed half-way can simply be run again.
-    let config = dir.join(CONFIG_FILE);
+    let config = layout.config_file();
     fs::write(&config, default_config_file(&options.node_id)).map_err(io(&config))?;
     Ok(Initialised {
         data_dir: dir.clone(),
@@ -177,20 +175,20 @@ pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initia
     })
 }
 
-fn write_rsa_key(keys: &Path) -> Result<(), InitError> {
+fn write_rsa_key(layout: &DataDir) -> Result<(), InitError> {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 4096)
         .map_err(|e| EngineError::Keys(format!("generating the RSA-4096 key: {e}")))?;
     let pem = private
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| EngineError::Keys(e.to_string()))?;
-    let path = keys.join("node.rsa4096.pem");
+    let path = layout.rsa_key();
     write_secret_file(&path, pem.as_bytes()).map_err(io(&path))?;
     let public = private
         .to_public_key()
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| EngineError::Keys(e.to_string()))?;
-    let path = keys.join("node.rsa4096.pub.pem");
+    let path = layout.rsa_pub();
     fs::write(&path, public).map_err(io(&path))?;
     Ok(())
 }

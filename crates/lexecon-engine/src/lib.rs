@@ -11,6 +11,7 @@ pub mod decision;
 mod engine;
 pub mod init;
 pub mod jwks;
+pub mod layout;
 pub mod policy;
 
 pub use config::{Config, ConfigError};
@@ -22,3 +23,4 @@ pub use engine::{
     PolicyValidation, Reloaded, SYNC_EVERY, TokenCheck, VerifyReport, VerifyTokenInput,
     auth_config, auth_service_with, migrate_all,
 };
+pub use layout::DataDir;

@@ -47,6 +47,31 @@ pub fn risk_level_to_pb(level: RiskLevel) -> pb::RiskLevel {
     }
 }
 
+/// The proto value of a role.
+pub fn role_to_pb(role: lexecon_auth::Role) -> pb::Role {
+    match role {
+        lexecon_auth::Role::Viewer => pb::Role::Viewer,
+        lexecon_auth::Role::Auditor => pb::Role::Auditor,
+        lexecon_auth::Role::ComplianceOfficer => pb::Role::ComplianceOfficer,
+        lexecon_auth::Role::Admin => pb::Role::Admin,
+        lexecon_auth::Role::Agent => pb::Role::Agent,
+    }
+}
+
+/// A role from its proto value; an undefined number is `INVALID_ARGUMENT`.
+pub fn role_from_pb(value: i32) -> Result<lexecon_auth::Role, Status> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Viewer) => Ok(lexecon_auth::Role::Viewer),
+        Ok(pb::Role::Auditor) => Ok(lexecon_auth::Role::Auditor),
+        Ok(pb::Role::ComplianceOfficer) => Ok(lexecon_auth::Role::ComplianceOfficer),
+        Ok(pb::Role::Admin) => Ok(lexecon_auth::Role::Admin),
+        Ok(pb::Role::Agent) => Ok(lexecon_auth::Role::Agent),
+        _ => Err(Status::invalid_argument(format!(
+            "role {value} is not a role; use ROLE_VIEWER, _AUDITOR, _COMPLIANCE_OFFICER, _ADMIN or _AGENT"
+        ))),
+    }
+}
+
 /// A proto timestamp.
 pub fn timestamp_to_pb(ts: Timestamp) -> lexecon_proto::prost_types::Timestamp {
     let micros = ts.unix_micros();

@@ -13,22 +13,14 @@ use lexecon_engine::{Caller, Engine};
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::auth_service_client::AuthServiceClient;
 
+use lexecon_server::convert::role_to_pb;
+
 use super::client::{ServerArgs, authed, runtime, status_error};
 use super::service::LocalArgs;
 use crate::Verdict;
 
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>().map_err(|e| e.to_string())
-}
-
-fn role_to_pb(role: Role) -> pb::Role {
-    match role {
-        Role::Viewer => pb::Role::Viewer,
-        Role::Auditor => pb::Role::Auditor,
-        Role::ComplianceOfficer => pb::Role::ComplianceOfficer,
-        Role::Admin => pb::Role::Admin,
-        Role::Agent => pb::Role::Agent,
-    }
 }
 
 /// `lexecon user ...`.

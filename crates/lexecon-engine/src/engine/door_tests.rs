@@ -4,38 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use lexecon_auth::{ActorBinding, NewApiKey, Principal, PrincipalKind, Role};
-use lexecon_core::{Clock, ManualClock, SystemClock};
+use lexecon_core::{ManualClock, SystemClock};
 use proptest::prelude::*;
 
+use super::tests::open;
 use super::*;
-use crate::config::Sources;
-use crate::init::{InitOptions, init};
-
-async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> Arc<Engine> {
-    let data = dir.join("data");
-    if !data.join("lexecon.toml").exists() {
-        let options = InitOptions {
-            data_dir: data.clone(),
-            node_id: "test".into(),
-            rsa: false,
-            force: false,
-        };
-        init(&options, Arc::clone(&clock)).await.unwrap();
-    }
-    let mut config = Config::load(&Sources {
-        data_dir: Some(data),
-        config_file: None,
-    })
-    .unwrap();
-    if let Some(url) = database_url {
-        config.database.url = Some(url.to_owned());
-    }
-    Engine::open(config, clock).await.unwrap()
-}
 
 fn action(actor: &str) -> ActionInput {
     ActionInput {

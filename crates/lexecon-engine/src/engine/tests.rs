@@ -42,7 +42,13 @@ fn key(request_id: &str) -> (String, String) {
     (alice().idempotency_key(), request_id.to_owned())
 }
 
-async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> Arc<Engine> {
+/// An engine on a data directory under `dir` (initialised on first use), on the default
+/// SQLite database or on `database_url`.
+pub(super) async fn open(
+    dir: &Path,
+    clock: Arc<dyn Clock>,
+    database_url: Option<&str>,
+) -> Arc<Engine> {
     let data = dir.join("data");
     if !data.join("lexecon.toml").exists() {
         let options = InitOptions {
@@ -58,7 +64,9 @@ async fn open(dir: &Path, clock: Arc<dyn Clock>, database_url: Option<&str>) -> 
         config_file: None,
     })
     .unwrap();
-    config.database.url = database_url.map(str::to_owned);
+    if let Some(url) = database_url {
+        config.database.url = Some(url.to_owned());
+    }
     Engine::open(config, clock).await.unwrap()
 }
 

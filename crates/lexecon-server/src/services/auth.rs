@@ -2,41 +2,18 @@
 //! session, a new API key, MFA enrollment) and never logged or ledgered; the engine
 //! ledgers every change with its author.
 
-use lexecon_auth::{NewApiKey, Role, Session};
+use lexecon_auth::{NewApiKey, Session};
 use lexecon_engine::LoginResult;
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::auth_service_server::AuthService;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, authenticated, caller, status};
-use crate::convert::{timestamp_from_pb, timestamp_to_pb};
+use crate::convert::{role_from_pb, role_to_pb, timestamp_from_pb, timestamp_to_pb};
 
 /// The auth service.
 #[derive(Debug, Clone)]
 pub struct AuthSvc(pub Shared);
-
-fn role_to_pb(role: Role) -> pb::Role {
-    match role {
-        Role::Viewer => pb::Role::Viewer,
-        Role::Auditor => pb::Role::Auditor,
-        Role::ComplianceOfficer => pb::Role::ComplianceOfficer,
-        Role::Admin => pb::Role::Admin,
-        Role::Agent => pb::Role::Agent,
-    }
-}
-
-fn role_from_pb(value: i32) -> Result<Role, Status> {
-    match pb::Role::try_from(value) {
-        Ok(pb::Role::Viewer) => Ok(Role::Viewer),
-        Ok(pb::Role::Auditor) => Ok(Role::Auditor),
-        Ok(pb::Role::ComplianceOfficer) => Ok(Role::ComplianceOfficer),
-        Ok(pb::Role::Admin) => Ok(Role::Admin),
-        Ok(pb::Role::Agent) => Ok(Role::Agent),
-        _ => Err(Status::invalid_argument(format!(
-            "role {value} is not a role; use ROLE_VIEWER, _AUDITOR, _COMPLIANCE_OFFICER, _ADMIN or _AGENT"
-        ))),
-    }
-}
 
 fn session_to_pb(s: &Session) -> pb::Session {
     pb::Session {
