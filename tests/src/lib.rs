@@ -101,6 +101,36 @@ pub fn lexecon_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Runs `lexecon` with `args` and extra environment variables, writing `stdin` to its
+/// standard input.
+pub fn lexecon_stdin(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+    use std::io::Write as _;
+    let mut cmd = Command::new(lexecon_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("LEXECON_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return Run {
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("could not start lexecon: {err}"),
+            };
+        }
+    };
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().unwrap().into()
+}
+
 /// A `lexecon server` child process; killed when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -116,20 +146,31 @@ pub struct Server {
 impl Server {
     /// Starts `lexecon server --data-dir DIR` on free ports and waits until it serves.
     pub fn start(dir: &Path, data_dir: &str, env: &[(&str, &str)]) -> Server {
+        Server::spawn(
+            dir,
+            &[
+                "server",
+                "--data-dir",
+                data_dir,
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            env,
+        )
+    }
+
+    /// Runs `lexecon ARGS` (a `server` command line) in `dir` and waits until it
+    /// prints the addresses it serves on.
+    pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(lexecon_bin());
-        cmd.args([
-            "server",
-            "--data-dir",
-            data_dir,
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir)
-        .env_remove("LEXECON_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.args(args)
+            .current_dir(dir)
+            .env_remove("LEXECON_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -252,6 +293,53 @@ pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
+}
+
+/// Calls the unary RPC at `path` (`/package.Service/Method`) with `message`, with
+/// `authorization: Bearer <token>` when a token is given. One function for every RPC,
+/// so a test can name methods as data (as the `.proto` files do).
+pub async fn unary<Req, Resp>(
+    channel: &Channel,
+    path: &str,
+    message: Req,
+    token: Option<&str>,
+) -> Result<Resp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("channel not ready: {e}")))?;
+    let request = match token {
+        Some(token) => authed(message, token),
+        None => tonic::Request::new(message),
+    };
+    let path: tonic::codegen::http::uri::PathAndQuery = path.parse().unwrap();
+    let codec: tonic_prost::ProstCodec<Req, Resp> = tonic_prost::ProstCodec::default();
+    grpc.unary(request, path, codec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`; returns
+/// the value and how long it took, or `None` when the time ran out.
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<(T, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some((v, start.elapsed()));
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The request the starter policy approves.

@@ -18,6 +18,18 @@ use lexecon_proto::v1::ledger_service_client::LedgerServiceClient;
 use lexecon_proto::v1::policy_service_client::PolicyServiceClient;
 use lexecon_proto::v1::{DecideRequest, GetEntriesRequest, LoadPolicyRequest, Outcome};
 
+// One test binary; its parts by subject.
+#[path = "e2e/actor_binding.rs"]
+mod actor_binding;
+#[path = "e2e/common.rs"]
+mod common;
+#[path = "e2e/every_rpc.rs"]
+mod every_rpc;
+#[path = "e2e/one_door.rs"]
+mod one_door;
+#[path = "e2e/readme_tour.rs"]
+mod readme_tour;
+
 fn init_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let run = lexecon(dir.path(), &["init", "--data-dir", "data"]);
@@ -25,24 +37,34 @@ fn init_dir() -> tempfile::TempDir {
     dir
 }
 
-/// Every ledger entry of `kind`, read through LedgerService.
+/// Every ledger entry of `kind` (every entry when empty), read through LedgerService.
 async fn entries_of_kind(
     server: &Server,
     token: &str,
     kind: &str,
 ) -> Vec<lexecon_proto::v1::LedgerEntry> {
     let mut client = LedgerServiceClient::new(server.channel().await);
-    let request = GetEntriesRequest {
-        from: 0,
-        limit: 1000,
-        kind: kind.to_owned(),
-    };
-    client
-        .get_entries(authed(request, token))
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = client
+            .get_entries(authed(
+                GetEntriesRequest {
+                    from,
+                    limit: 1000,
+                    kind: kind.to_owned(),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        if page.entries.is_empty() || page.next <= from {
+            return out;
+        }
+        out.extend(page.entries);
+        from = page.next;
+    }
 }
 
 async fn ledger_size(server: &Server, token: &str) -> u64 {
@@ -325,6 +347,8 @@ async fn every_rpc_needs_a_token_and_agents_cannot_administer() {
             "billing-agent",
             "--role",
             "agent",
+            "--actor",
+            "ai_agent:customer_service",
             "--json",
         ],
     );
@@ -1048,8 +1072,9 @@ fn lexecon_starter_policy(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("starter/policy.toml")).unwrap()
 }
 
-/// grpcurl for the tour's step 4: `LEXECON_TEST_GRPCURL` (`.ci/run` installs it with
-/// `.ci/install-grpcurl`), else `grpcurl` on the PATH; `None` with a note outside CI.
+/// grpcurl for the README tour's grpcurl lines: `LEXECON_TEST_GRPCURL` (`.ci/run`
+/// installs it with `.ci/install-grpcurl`), else `grpcurl` on the PATH; `None` with a
+/// note outside CI.
 fn grpcurl() -> Option<std::path::PathBuf> {
     let found = std::env::var_os("LEXECON_TEST_GRPCURL")
         .map(std::path::PathBuf::from)
@@ -1070,217 +1095,6 @@ fn grpcurl() -> Option<std::path::PathBuf> {
         );
     }
     found
-}
-
-/// Step 4 of the tour: grpcurl lists the services by reflection and calls Decide, with
-/// the admin token and, refused, without.
-fn tour_through_grpcurl(dir: &Path, addr: &str) {
-    let Some(grpcurl) = grpcurl() else {
-        return;
-    };
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&grpcurl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, listed, err) = run(&["-plaintext", addr, "list"]);
-    assert_eq!(code, Some(0), "{err}");
-    for service in [
-        "lexecon.v1.DecisionService",
-        "lexecon.v1.LedgerService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            listed.lines().any(|l| l == service),
-            "{service} in {listed}"
-        );
-    }
-    let token = std::fs::read_to_string(dir.join(".lexecon/admin.token")).unwrap();
-    let bearer = format!("authorization: Bearer {}", token.trim());
-    let body = r#"{"actor":"ai_agent:customer_service","proposed_action":"read:customer_data","tool":"database_query"}"#;
-    let (code, decided, err) = run(&[
-        "-plaintext",
-        "-H",
-        &bearer,
-        "-d",
-        body,
-        addr,
-        "lexecon.v1.DecisionService/Decide",
-    ]);
-    assert_eq!(code, Some(0), "{err}");
-    let decided: serde_json::Value = serde_json::from_str(&decided).unwrap();
-    assert_eq!(decided["outcome"], "OUTCOME_APPROVED", "{decided}");
-    assert!(
-        decided["capabilityToken"]
-            .as_str()
-            .is_some_and(|t| !t.is_empty())
-    );
-    let (code, _, err) = run(&[
-        "-plaintext",
-        "-d",
-        body,
-        addr,
-        "lexecon.v1.DecisionService/Decide",
-    ]);
-    assert_ne!(code, Some(0));
-    assert!(err.contains("Unauthenticated"), "{err}");
-}
-
-/// The README's five-minute tour, step by step: the CLI, and grpcurl for step 4.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_tour() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let run = |args: &[&str]| lexecon(dir.path(), args);
-    assert_eq!(run(&["init"]).code, 0);
-    let server = Server::start(dir.path(), ".lexecon", &[]);
-    let url = server.url();
-    let approved = run(&[
-        "decide",
-        "--server",
-        &url,
-        "--actor",
-        "ai_agent:customer_service",
-        "--action",
-        "read:customer_data",
-        "--tool",
-        "database_query",
-        "--data-class",
-        "pii",
-        "--intent",
-        "answer ticket 4711",
-        "--json",
-    ]);
-    assert_eq!(approved.code, 0, "{approved:?}");
-    let token =
-        serde_json::from_str::<serde_json::Value>(&approved.stdout).unwrap()["capability_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    let denied = run(&[
-        "decide",
-        "--server",
-        &url,
-        "--actor",
-        "ai_agent:customer_service",
-        "--action",
-        "delete:customer_records",
-        "--tool",
-        "database_query",
-        "--intent",
-        "clean up",
-    ]);
-    assert_eq!(denied.code, 1, "{denied:?}");
-    tour_through_grpcurl(dir.path(), url.trim_start_matches("http://"));
-    let llm = run(&[
-        "decide",
-        "--server",
-        &url,
-        "--actor",
-        "ai_agent:assistant",
-        "--action",
-        "llm:chat",
-        "--tool",
-        "openai_api",
-        "--llm-model",
-        "gpt-4o-mini",
-        "--llm-user",
-        "alice",
-        "--llm-input-tokens",
-        "1200",
-        "--llm-max-output-tokens",
-        "400",
-    ]);
-    assert_eq!(llm.code, 0, "{llm:?}");
-    assert!(llm.stdout.contains("reservation res_"), "{}", llm.stdout);
-    let verified = run(&[
-        "token",
-        "verify",
-        &token,
-        "--public-key",
-        ".lexecon/keys/node.ed25519.pub",
-    ]);
-    assert_eq!(verified.code, 0, "{verified:?}");
-    server.signal("TERM");
-    assert_eq!(server.wait(Duration::from_secs(30)), 0);
-    let audit = run(&["verify-ledger", "--data-dir", ".lexecon"]);
-    assert_eq!(audit.code, 0, "{audit:?}");
-    let export = run(&[
-        "ledger",
-        "export",
-        "--data-dir",
-        ".lexecon",
-        "--out",
-        "ledger-export",
-    ]);
-    assert_eq!(export.code, 0, "{export:?}");
-    for file in [
-        "entries.jsonl",
-        "checkpoint",
-        "checkpoints",
-        "verifier.vkey",
-    ] {
-        assert!(
-            dir.path().join("ledger-export").join(file).exists(),
-            "{file} missing from the bundle"
-        );
-    }
-    // Invariant 7: no secret in the ledger: neither the capability token nor the admin key.
-    let entries = std::fs::read_to_string(dir.path().join("ledger-export/entries.jsonl")).unwrap();
-    assert!(
-        !entries.contains(&token),
-        "a capability token was written to the ledger"
-    );
-    assert!(
-        !entries.contains(&admin_token(&dir.path().join(".lexecon"))),
-        "the admin key was written to the ledger"
-    );
-    assert!(
-        entries.contains("\"decision\""),
-        "decisions are in the export"
-    );
-    let bundle = run(&["verify-ledger", "--bundle", "ledger-export"]);
-    assert_eq!(bundle.code, 0, "{bundle:?}");
-    assert_eq!(run(&["policy", "check", ".lexecon/policy.toml"]).code, 0);
-    let policy = root.join("examples/policies/customer-support.toml");
-    let cases = root.join("examples/policies/customer-support.cases.toml");
-    let tested = run(&[
-        "policy",
-        "test",
-        policy.to_str().unwrap(),
-        cases.to_str().unwrap(),
-    ]);
-    assert_eq!(tested.code, 0, "{tested:?}");
-    assert!(
-        tested.stdout.contains("passed, 0 failed"),
-        "{}",
-        tested.stdout
-    );
-    let risk = run(&[
-        "risk",
-        "assess",
-        "--action",
-        "delete:customer_records",
-        "--data-class",
-        "pii",
-        "--json",
-    ]);
-    assert_eq!(risk.code, 0, "{risk:?}");
-    let risk: serde_json::Value = serde_json::from_str(&risk.stdout).unwrap();
-    assert!(
-        risk["risk_score"].is_u64() && risk["dimensions"]["privacy"]["factors"].is_array(),
-        "{risk}"
-    );
 }
 
 /// Invariant 1: an unreachable store can only deny. With Redis down, an LLM call the
