@@ -101,9 +101,10 @@ impl Limits {
 /// The `[budget]` table of `lexecon.toml`.
 ///
 /// The limits at the top apply to each user separately (a request without a user id
-/// counts as user `anonymous`); `global` limits the whole deployment; `users.<id>`
-/// overrides the per-user limits for one user; `roles.<role>` limits everyone holding
-/// that role together. Every applicable scope must admit a call. The default is
+/// counts as user `anonymous`) and, because a user id is only the caller's claim, to
+/// each API key separately as well; `global` limits the whole deployment; `users.<id>`
+/// and `keys.<name>` override the per-user limits for one user or one key;
+/// `roles.<role>` limits everyone holding that role together. Every applicable scope must admit a call. The default is
 /// zero-config: no limits, but model access lists and pricing are still checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,6 +142,10 @@ pub struct BudgetConfig {
     pub global: Limits,
     /// Per-user overrides of the per-user limits.
     pub users: BTreeMap<String, Limits>,
+    /// Per-key overrides of the per-user limits, which otherwise apply to the calls of
+    /// each API key together (scope `key:<name>`). Left out of the TOML when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, Limits>,
     /// Limits shared by everyone holding a role.
     pub roles: BTreeMap<String, Limits>,
     /// Prices in dollars per million tokens, by model name or glob; added to (and
@@ -172,6 +177,7 @@ impl Default for BudgetConfig {
             model_denylist: BTreeMap::new(),
             global: Limits::default(),
             users: BTreeMap::new(),
+            keys: BTreeMap::new(),
             roles: BTreeMap::new(),
             pricing: BTreeMap::new(),
             builtin_pricing: true,
@@ -186,7 +192,7 @@ fn check_name(key: &str, name: &str) -> Result<(), BudgetConfigError> {
     if name.is_empty() {
         return Err(invalid(
             key,
-            "has an empty name; remove it or name a user, role or model",
+            "has an empty name; remove it or name a user, key, role or model",
         ));
     }
     if name.len() > 256 {
@@ -205,7 +211,7 @@ fn check_name(key: &str, name: &str) -> Result<(), BudgetConfigError> {
 }
 
 impl BudgetConfig {
-    /// The limits applied to each user (the top-level keys).
+    /// The limits applied to each user, and to each API key (the top-level keys).
     pub fn per_user_defaults(&self) -> Limits {
         Limits {
             monthly_budget: self.monthly_budget,
@@ -236,7 +242,11 @@ impl BudgetConfig {
     pub fn validate(&self) -> Result<(), BudgetConfigError> {
         self.per_user_defaults().validate("budget.")?;
         self.global.validate("budget.global.")?;
-        for (map, section) in [(&self.users, "users"), (&self.roles, "roles")] {
+        for (map, section) in [
+            (&self.users, "users"),
+            (&self.keys, "keys"),
+            (&self.roles, "roles"),
+        ] {
             for (name, limits) in map {
                 check_name(&format!("budget.{section}"), name)?;
                 limits.validate(&format!("budget.{section}.{name}."))?;

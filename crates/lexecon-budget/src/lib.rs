@@ -6,11 +6,11 @@
 //! database and Redis implementations.
 //!
 //! ```text
-//! BudgetManager::authorize(&LlmUsage)
+//! BudgetManager::authorize_for(&LlmUsage, Option<key name>)   (authorize = no key)
 //!   model access (restricted, deny lists, allow lists) -> price (unpriced is denied)
 //!   -> per-request caps (max_tokens_per_request, max_request_cost) for every scope
-//!   -> store.reserve: monthly budget, RPM, TPM of global, user:<id>, role:<name>...
-//!      checked and reserved in one atomic step
+//!   -> store.reserve: monthly budget, RPM, TPM of global, user:<id>, key:<name>,
+//!      role:<name>... checked and reserved in one atomic step
 //! BudgetManager::settle(id, input, output)  charges actual cost once, gives back the rest
 //! BudgetManager::release(id)                 cancels; the sweeper expires the forgotten
 //! ```

@@ -74,9 +74,9 @@ impl fmt::Display for DenialReason {
 pub struct Denial {
     /// Why.
     pub reason: DenialReason,
-    /// `global`, `user:<id>` or `role:<name>`.
+    /// `global`, `user:<id>`, `key:<name>` or `role:<name>`.
     pub scope: String,
-    /// The limit's id, e.g. `budget.user:alice.rpm`.
+    /// The limit's id, e.g. `budget.user:alice.rpm` or `budget.key:frontend.rpm`.
     pub limit_id: String,
     /// Usage in the limit's unit (micro-dollars, requests or tokens); 0 for model rules.
     pub current: u64,
@@ -161,8 +161,8 @@ pub enum BudgetError {
     /// The usage is malformed.
     #[error("invalid llm usage: {0}")]
     InvalidRequest(String),
-    /// A scope string that is not `global`, `user:<id>` or `role:<name>`.
-    #[error("unknown scope {0:?}; write global, user:<id> or role:<name>")]
+    /// A scope string that is not `global`, `user:<id>`, `role:<name>` or `key:<name>`.
+    #[error("unknown scope {0:?}; write global, user:<id>, role:<name> or key:<name>")]
     InvalidScope(String),
 }
 
@@ -175,6 +175,8 @@ pub enum Scope {
     User(String),
     /// Everyone holding one role.
     Role(String),
+    /// Every call made with one API key, whatever user it names: the key's name.
+    Key(String),
 }
 
 impl fmt::Display for Scope {
@@ -183,6 +185,7 @@ impl fmt::Display for Scope {
             Scope::Global => f.write_str("global"),
             Scope::User(id) => write!(f, "user:{id}"),
             Scope::Role(r) => write!(f, "role:{r}"),
+            Scope::Key(k) => write!(f, "key:{k}"),
         }
     }
 }
@@ -197,6 +200,7 @@ impl std::str::FromStr for Scope {
         match s.split_once(':') {
             Some(("user", id)) if !id.is_empty() => Ok(Scope::User(id.to_owned())),
             Some(("role", r)) if !r.is_empty() => Ok(Scope::Role(r.to_owned())),
+            Some(("key", k)) if !k.is_empty() => Ok(Scope::Key(k.to_owned())),
             _ => Err(BudgetError::InvalidScope(s.to_owned())),
         }
     }
@@ -217,7 +221,7 @@ pub enum SoftLimitKind {
 pub struct SoftLimitEvent {
     /// What was crossed.
     pub kind: SoftLimitKind,
-    /// `global`, `user:<id>` or `role:<name>`.
+    /// `global`, `user:<id>`, `key:<name>` or `role:<name>`.
     pub scope: String,
     /// The limit id, e.g. `budget.user:alice.soft_limit_pct`.
     pub limit_id: String,
@@ -311,6 +315,8 @@ struct Compiled {
     global: Limits,
     default_user: Limits,
     users: HashMap<String, Limits>,
+    /// Per-key overrides of the per-user limits, which otherwise apply to each key too.
+    keys: HashMap<String, Limits>,
     roles: HashMap<String, Limits>,
 }
 
@@ -340,6 +346,11 @@ impl Compiled {
                 .users
                 .iter()
                 .map(|(id, l)| (id.clone(), l.or(&default_user)))
+                .collect(),
+            keys: config
+                .keys
+                .iter()
+                .map(|(k, l)| (k.clone(), l.or(&default_user)))
                 .collect(),
             roles: config
                 .roles
@@ -530,6 +541,17 @@ impl BudgetManager {
         user_id: Option<&str>,
         roles: &[String],
     ) -> Vec<(Scope, Limits)> {
+        self.effective_limits_for(user_id, roles, None)
+    }
+
+    /// The limits that apply to `user_id` (default `anonymous`) with `roles`, calling
+    /// with the API key named `key` (when given and not empty), by scope.
+    pub fn effective_limits_for(
+        &self,
+        user_id: Option<&str>,
+        roles: &[String],
+        key: Option<&str>,
+    ) -> Vec<(Scope, Limits)> {
         let c = self.current();
         let user = user_id.filter(|u| !u.is_empty()).unwrap_or(ANONYMOUS);
         let mut out = vec![
@@ -539,6 +561,12 @@ impl BudgetManager {
                 c.users.get(user).unwrap_or(&c.default_user).clone(),
             ),
         ];
+        if let Some(key) = key.filter(|k| !k.is_empty()) {
+            out.push((
+                Scope::Key(key.to_owned()),
+                c.keys.get(key).unwrap_or(&c.default_user).clone(),
+            ));
+        }
         for role in roles {
             out.push((
                 Scope::Role(role.clone()),
@@ -560,8 +588,21 @@ impl BudgetManager {
     }
 
     /// Checks model access and every applicable limit, and reserves the worst-case cost
-    /// and tokens across every scope at once.
+    /// and tokens across every scope at once. The same as
+    /// [`BudgetManager::authorize_for`] without a key.
     pub async fn authorize(&self, usage: &LlmUsage) -> Result<Authorization, BudgetError> {
+        self.authorize_for(usage, None).await
+    }
+
+    /// Like [`BudgetManager::authorize`], for a call made with the API key named `key`:
+    /// the per-user limits (or `budget.keys.<key>` overrides) are also checked and
+    /// counted under the scope `key:<key>`, in the same atomic reservation. The user id
+    /// in `usage` is the caller's claim; the key scope is what a caller cannot invent.
+    pub async fn authorize_for(
+        &self,
+        usage: &LlmUsage,
+        key: Option<&str>,
+    ) -> Result<Authorization, BudgetError> {
         let c = self.current();
         let now = self.clock.now();
         let expires_at = now.add_secs(i64::try_from(c.config.reservation_ttl_secs).unwrap_or(600));
@@ -587,6 +628,15 @@ impl BudgetManager {
             .filter(|u| !u.is_empty())
             .unwrap_or(ANONYMOUS);
         check_text("user_id", user)?;
+        if let Some(key) = key {
+            if key.is_empty() {
+                return Err(BudgetError::InvalidRequest(
+                    "the key name is empty; name the API key that made the call, or give none"
+                        .to_owned(),
+                ));
+            }
+            check_text("key", key)?;
+        }
         let mut roles: Vec<&str> = Vec::with_capacity(usage.roles.len());
         for role in &usage.roles {
             check_text("roles", role)?;
@@ -606,9 +656,15 @@ impl BudgetManager {
 
         let user_limits = c.users.get(user).unwrap_or(&c.default_user);
         let empty = Limits::default();
-        let mut scoped: Vec<(String, &Limits)> = Vec::with_capacity(2 + roles.len());
+        let mut scoped: Vec<(String, &Limits)> = Vec::with_capacity(3 + roles.len());
         scoped.push(("global".to_owned(), &c.global));
         scoped.push((scope_name("user", user), user_limits));
+        if let Some(key) = key {
+            scoped.push((
+                scope_name("key", key),
+                c.keys.get(key).unwrap_or(&c.default_user),
+            ));
+        }
         for role in &roles {
             scoped.push((
                 scope_name("role", role),

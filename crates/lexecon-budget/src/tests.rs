@@ -342,6 +342,18 @@ fn invalid_configurations_name_the_key() {
         ],
     );
     check(
+        "[keys.frontend]\nsoft_limit_pct = 0",
+        expect![
+            "invalid budget configuration: budget.keys.frontend.soft_limit_pct must be above 0; write a fraction such as 0.8, or remove the key"
+        ],
+    );
+    check(
+        "[keys.\"\"]\nrpm_limit = 1",
+        expect![
+            "invalid budget configuration: budget.keys has an empty name; remove it or name a user, key, role or model"
+        ],
+    );
+    check(
         "reservation_ttl_secs = 0",
         expect![
             "invalid budget configuration: budget.reservation_ttl_secs is 0; use 1 to 86400 seconds"
@@ -350,7 +362,7 @@ fn invalid_configurations_name_the_key() {
     check(
         "[model_allowlist]\nalice = [\"\"]",
         expect![
-            "invalid budget configuration: budget.model_allowlist.alice[0] has an empty name; remove it or name a user, role or model"
+            "invalid budget configuration: budget.model_allowlist.alice[0] has an empty name; remove it or name a user, key, role or model"
         ],
     );
     for (toml, fragment) in [
@@ -381,6 +393,8 @@ fn config_round_trips_through_toml_exactly() {
         monthly_budget = "10000"
         [users.alice]
         monthly_budget = 0.000001
+        [keys.frontend]
+        rpm_limit = 600
         [roles.interns]
         tpm_limit = 1000
         [model_allowlist]
@@ -406,6 +420,10 @@ fn config_round_trips_through_toml_exactly() {
         BudgetConfig::from_toml("").unwrap(),
         BudgetConfig::default()
     );
+    assert_eq!(config.keys["frontend"].rpm_limit, Some(600));
+    // Without key overrides the text is what it was before they existed (the engine
+    // hashes it to tell whether the file changed).
+    assert!(!BudgetConfig::default().to_toml().unwrap().contains("keys"));
 }
 
 #[test]
@@ -754,11 +772,129 @@ fn malformed_usage_is_an_error_not_an_admission() {
             "{u:?}"
         );
     }
+    for key in ["", "k\n", &"k".repeat(257)] {
+        let r = block_on(m.authorize_for(&usage("gpt-4o", None, &[], 1, 1), Some(key)));
+        assert!(matches!(r, Err(BudgetError::InvalidRequest(_))), "{key:?}");
+    }
     assert!(matches!(
         "team:x".parse::<Scope>(),
         Err(BudgetError::InvalidScope(_))
     ));
     assert_eq!("role:x".parse::<Scope>().unwrap(), Scope::Role("x".into()));
+}
+
+#[test]
+fn scopes_parse_and_print_the_same_text() {
+    for (text, scope) in [
+        ("global", Scope::Global),
+        ("user:alice", Scope::User("alice".into())),
+        ("role:team", Scope::Role("team".into())),
+        ("key:frontend", Scope::Key("frontend".into())),
+        ("key:a:b", Scope::Key("a:b".into())),
+    ] {
+        assert_eq!(text.parse::<Scope>().unwrap(), scope, "{text}");
+        assert_eq!(scope.to_string(), text);
+    }
+    for bad in ["key:", "key", "keys:x", ""] {
+        assert!(
+            matches!(bad.parse::<Scope>(), Err(BudgetError::InvalidScope(_))),
+            "{bad}"
+        );
+    }
+    expect![[r#"unknown scope "key:"; write global, user:<id>, role:<name> or key:<name>"#]]
+        .assert_eq(&"key:".parse::<Scope>().unwrap_err().to_string());
+}
+
+#[test]
+fn a_key_is_counted_whatever_user_it_claims() {
+    let (m, _) = manager("rpm_limit = 2");
+    // Each call invents a new user: the user scopes never fill, the key scope does.
+    let invented = |n: usize| usage("gpt-4o-mini", Some(&format!("u{n}")), &[], 10, 10);
+    let first = block_on(m.authorize_for(&invented(1), Some("frontend"))).unwrap();
+    assert_eq!(
+        first.limit_ids,
+        vec!["budget.user:u1.rpm", "budget.key:frontend.rpm"]
+    );
+    block_on(m.authorize_for(&invented(2), Some("frontend"))).unwrap();
+    let r = block_on(m.authorize_for(&invented(3), Some("frontend")));
+    expect!["rpm key:frontend budget.key:frontend.rpm"].assert_eq(&outcome(&r));
+    let Err(BudgetError::Denied(d)) = r else {
+        panic!("expected a denial")
+    };
+    assert_eq!((d.current, d.limit), (2, 2));
+    expect!["key:frontend made 2 of 2 requests allowed per minute; retry in 60s"]
+        .assert_eq(&d.message());
+    // Another key is counted on its own.
+    block_on(m.authorize_for(&invented(4), Some("batch"))).unwrap();
+    block_on(m.authorize_for(&invented(5), Some("batch"))).unwrap();
+    expect!["rpm key:batch budget.key:batch.rpm"].assert_eq(&outcome(&block_on(
+        m.authorize_for(&invented(6), Some("batch")),
+    )));
+    // Without a key only the claimed user counts, as before.
+    for n in 7..20 {
+        block_on(m.authorize(&invented(n))).unwrap();
+    }
+    block_on(m.authorize_for(&invented(20), None)).unwrap();
+    // The user scope still binds first when the same user repeats through a key.
+    block_on(m.authorize(&invented(21))).unwrap();
+    block_on(m.authorize(&invented(21))).unwrap();
+    expect!["rpm user:u21 budget.user:u21.rpm"].assert_eq(&outcome(&block_on(
+        m.authorize_for(&invented(21), Some("other")),
+    )));
+    for (key, requests) in [("frontend", 2), ("batch", 2), ("other", 0), ("none", 0)] {
+        let u = block_on(m.usage(&Scope::Key(key.into()))).unwrap();
+        assert_eq!(u.requests_last_minute, requests, "{key}");
+    }
+}
+
+#[test]
+fn keys_take_the_per_user_limits_unless_overridden() {
+    let (m, _) = manager(
+        r#"
+        monthly_budget = 0.0015
+        rpm_limit = 2
+        restricted_models = ["o1-*"]
+        [model_denylist]
+        frontend = ["gpt-4o"]
+        [keys.frontend]
+        rpm_limit = 3
+        "#,
+    );
+    let invented = |n: usize| usage("gpt-4o-mini", Some(&format!("u{n}")), &[], 1, 1);
+    for n in 0..3 {
+        block_on(m.authorize_for(&invented(n), Some("frontend"))).unwrap();
+    }
+    expect!["rpm key:frontend budget.key:frontend.rpm"].assert_eq(&outcome(&block_on(
+        m.authorize_for(&invented(3), Some("frontend")),
+    )));
+    // Model lists are keyed by user id or role, never by key: `frontend` there is a user.
+    let r = block_on(m.authorize_for(&usage("gpt-4o", Some("u9"), &[], 1, 1), Some("frontend")));
+    expect!["rpm key:frontend budget.key:frontend.rpm"].assert_eq(&outcome(&r));
+    let r = block_on(m.authorize_for(&usage("gpt-4o", Some("frontend"), &[], 1, 1), Some("x")));
+    expect!["model_denied user:frontend budget.user:frontend.model_denylist"]
+        .assert_eq(&outcome(&r));
+    // The monthly budget of the key is the per-user one: 1000 + 1000 tokens cost 750.
+    let big = |n: usize| usage("gpt-4o-mini", Some(&format!("b{n}")), &[], 1000, 1000);
+    block_on(m.authorize_for(&big(1), Some("spender"))).unwrap();
+    block_on(m.authorize_for(&big(2), Some("spender"))).unwrap();
+    expect!["monthly_budget key:spender budget.key:spender.monthly_budget"].assert_eq(&outcome(
+        &block_on(m.authorize_for(&big(3), Some("spender"))),
+    ));
+    let limits = m.effective_limits_for(Some("u1"), &["team".to_owned()], Some("frontend"));
+    let scopes: Vec<String> = limits.iter().map(|(s, _)| s.to_string()).collect();
+    assert_eq!(scopes, ["global", "user:u1", "key:frontend", "role:team"]);
+    assert_eq!(limits[2].1.rpm_limit, Some(3));
+    assert_eq!(limits[2].1.monthly_budget, Some(Dollars(1_500)));
+    assert_eq!(
+        m.effective_limits_for(None, &[], Some("batch"))[2]
+            .1
+            .rpm_limit,
+        Some(2)
+    );
+    assert_eq!(
+        m.effective_limits(None, &[]),
+        m.effective_limits_for(None, &[], None)
+    );
 }
 
 mod windows {
@@ -883,6 +1019,23 @@ fn the_examples_in_docs_parse_and_mean_what_the_docs_say() {
     assert_eq!(
         configs[0].users["ci-bot"].monthly_budget,
         Some(Dollars(200_000_000))
+    );
+    assert_eq!(configs[0].keys["chat-frontend"].rpm_limit, Some(3000));
+    // The key keeps the per-user cost cap it does not override.
+    let key_limits = m.effective_limits_for(Some("u"), &[], Some("chat-frontend"));
+    assert_eq!(
+        key_limits[2],
+        (
+            Scope::Key("chat-frontend".into()),
+            Limits {
+                monthly_budget: Some(Dollars(1_500_000_000)),
+                soft_limit_pct: Some(Fraction(800_000)),
+                max_request_cost: Some(Dollars(500_000)),
+                rpm_limit: Some(3000),
+                tpm_limit: Some(5_000_000),
+                max_tokens_per_request: Some(32_000),
+            }
+        )
     );
     assert_eq!(configs[1].effective_pricing().len(), 1);
     assert!(!configs[2].enforce_budget);

@@ -1,6 +1,7 @@
 //! One behaviour suite run against every `BudgetStore`: memory, SQLite (temp file),
 //! PostgreSQL and Redis (this machine's services, through `lexecon-testkit`), plus two
-//! independent processes sharing one Redis or one PostgreSQL.
+//! independent processes sharing one Redis or one PostgreSQL. The key scope
+//! (`authorize_for`) is checked here too, since it is reserved by every store.
 
 #![allow(
     clippy::unwrap_used,
@@ -115,11 +116,24 @@ async fn burst(
     n: usize,
     usage: LlmUsage,
 ) -> (Vec<Authorization>, Vec<DenialReason>) {
+    let (ok, denied) = burst_by_key(m, n, None, |_| usage.clone()).await;
+    (ok, denied.into_iter().map(|(reason, _)| reason).collect())
+}
+
+/// Runs `n` authorizations at once, the `i`th of `make(i)` with the API key `key`;
+/// returns the admissions and the denials' reasons and limit ids.
+async fn burst_by_key(
+    m: &Arc<BudgetManager>,
+    n: usize,
+    key: Option<&str>,
+    make: impl Fn(usize) -> LlmUsage,
+) -> (Vec<Authorization>, Vec<(DenialReason, String)>) {
     let tasks: Vec<_> = (0..n)
-        .map(|_| {
+        .map(|i| {
             let m = Arc::clone(m);
-            let u = usage.clone();
-            tokio::spawn(async move { m.authorize(&u).await })
+            let u = make(i);
+            let key = key.map(str::to_owned);
+            tokio::spawn(async move { m.authorize_for(&u, key.as_deref()).await })
         })
         .collect();
     let mut ok = Vec::new();
@@ -127,11 +141,21 @@ async fn burst(
     for t in tasks {
         match t.await.unwrap() {
             Ok(a) => ok.push(a),
-            Err(BudgetError::Denied(d)) => denied.push(d.reason),
+            Err(BudgetError::Denied(d)) => denied.push((d.reason, d.limit_id)),
             Err(e) => panic!("store failure: {e}"),
         }
     }
     (ok, denied)
+}
+
+/// A call of `user` with a user id of its own for each `i` (what a caller inventing
+/// user ids sends).
+fn invented(user: &str, input: u64, output: u64) -> impl Fn(usize) -> LlmUsage {
+    let base = call(user, input, output);
+    move |i| LlmUsage {
+        user_id: Some(format!("{user}-{i}")),
+        ..base.clone()
+    }
 }
 
 /// 200 concurrent calls against a budget that fits exactly K admit exactly K; settling
@@ -181,6 +205,126 @@ async fn exactly_k_of_200(env: Env) {
     // The refund is usable: (K*750 - K*270) / 750 more calls fit, exactly.
     let (more, _) = burst(&m, 200, call("bob", 1000, 1000)).await;
     assert_eq!(more.len() as u64, (K * 750 - K * 270) / 750);
+}
+
+/// The key scope binds exactly like the user scope: 200 concurrent calls of one key,
+/// each naming a new user, admit exactly K against the per-user budget and exactly the
+/// RPM limit against the per-user RPM; settlement charges the key once per call.
+async fn key_scope_binds_exactly(env: Env) {
+    const K: u64 = 23;
+    let toml = format!(
+        "monthly_budget = \"{}\"",
+        lexecon_budget::format_micros(K * 750)
+    );
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_795_507_200)));
+    let m = manager(&env.store, &toml, clock);
+    let (ok, denied) = burst_by_key(&m, 200, Some("fleet"), invented("claimed", 1000, 1000)).await;
+    assert_eq!(ok.len() as u64, K);
+    assert!(
+        denied
+            .iter()
+            .all(|(reason, id)| *reason == DenialReason::MonthlyBudget
+                && id == "budget.key:fleet.monthly_budget"),
+        "{denied:?}"
+    );
+    let key = Scope::Key("fleet".into());
+    let u = m.usage(&key).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (0, K * 750));
+    let tasks: Vec<_> = ok
+        .iter()
+        .flat_map(|a| [a.reservation_id, a.reservation_id])
+        .map(|id| {
+            let m = Arc::clone(&m);
+            tokio::spawn(async move { m.settle(id, 1000, 200).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let u = m.usage(&key).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (K * 270, 0));
+    // Another key has its own budget.
+    let (other, _) = burst_by_key(&m, 50, Some("other"), invented("more", 1000, 1000)).await;
+    assert_eq!(other.len() as u64, K);
+
+    let m = manager(&env.store, "rpm_limit = 7", Arc::new(SystemClock));
+    let (ok, denied) = burst_by_key(&m, 60, Some("rated"), invented("claimed", 1, 0)).await;
+    assert_eq!(ok.len(), 7);
+    assert!(
+        denied
+            .iter()
+            .all(|(reason, id)| *reason == DenialReason::Rpm && id == "budget.key:rated.rpm"),
+        "{denied:?}"
+    );
+    let u = m.usage(&Scope::Key("rated".into())).await.unwrap();
+    assert_eq!(u.requests_last_minute, 7);
+}
+
+/// A key inventing user ids is stopped by its key scope; keys count apart; without a key
+/// nothing changes; settle and release move the key scope's spend like the others.
+async fn key_scope_lifecycle(env: Env) {
+    let clock = ManualClock::new(Timestamp::from_unix_secs(1_795_507_200));
+    let m = manager(
+        &env.store,
+        "rpm_limit = 2
+monthly_budget = 0.01",
+        Arc::new(clock.clone()),
+    );
+    let frontend = invented("u", 10, 10);
+    m.authorize_for(&frontend(1), Some("frontend"))
+        .await
+        .unwrap();
+    m.authorize_for(&frontend(2), Some("frontend"))
+        .await
+        .unwrap();
+    let Err(BudgetError::Denied(d)) = m.authorize_for(&frontend(3), Some("frontend")).await else {
+        panic!("the key made two calls of two")
+    };
+    assert_eq!(
+        (d.reason, d.scope.as_str(), d.limit_id.as_str()),
+        (DenialReason::Rpm, "key:frontend", "budget.key:frontend.rpm")
+    );
+    m.authorize_for(&frontend(4), Some("batch")).await.unwrap();
+    m.authorize_for(&frontend(5), Some("batch")).await.unwrap();
+    let Err(BudgetError::Denied(d)) = m.authorize_for(&frontend(6), Some("batch")).await else {
+        panic!("the other key made two calls of two")
+    };
+    assert_eq!(d.limit_id, "budget.key:batch.rpm");
+    for i in 7..12 {
+        m.authorize(&frontend(i)).await.unwrap();
+    }
+    for key in ["frontend", "batch"] {
+        let u = m.usage(&Scope::Key(key.into())).await.unwrap();
+        assert_eq!(u.requests_last_minute, 2, "{key}");
+    }
+
+    // 1000 in + 1000 out of gpt-4o-mini: 750 reserved in the user and key scopes alike.
+    clock.advance_secs(61);
+    let key = Scope::Key("spender".into());
+    let big = invented("s", 1000, 1000);
+    let a = m.authorize_for(&big(1), Some("spender")).await.unwrap();
+    let b = m.authorize_for(&big(2), Some("spender")).await.unwrap();
+    assert!(
+        a.limit_ids
+            .contains(&"budget.key:spender.monthly_budget".to_owned())
+    );
+    let u = m.usage(&key).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (0, 1500));
+    // 1000 in + 200 out: 270 charged, 480 given back.
+    let s = m.settle(a.reservation_id, 1000, 200).await.unwrap();
+    assert_eq!((s.charged_micros, s.released_micros), (270, 480));
+    let u = m.usage(&key).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (270, 750));
+    assert!(m.release(b.reservation_id).await.unwrap());
+    let u = m.usage(&key).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (270, 0));
+    for user in ["s-1", "s-2"] {
+        let u = m.usage(&Scope::User(user.into())).await.unwrap();
+        assert_eq!(u.reserved_micros, 0, "{user}");
+    }
+    // Global still holds the nine small calls (10 in + 10 out: 8 each) left open.
+    let u = m.usage(&Scope::Global).await.unwrap();
+    assert_eq!((u.spent_micros, u.reserved_micros), (270, 9 * 8));
 }
 
 /// With a real clock, a burst never gets more than the RPM or TPM limit.
@@ -322,6 +466,22 @@ macro_rules! suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn key_scope_binds_exactly() {
+                let Some(env) = super::$store().await else {
+                    return;
+                };
+                super::key_scope_binds_exactly(env).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn key_scope_lifecycle() {
+                let Some(env) = super::$store().await else {
+                    return;
+                };
+                super::key_scope_lifecycle(env).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn lifecycle() {
                 let Some(env) = super::$store().await else {
                     return;
@@ -350,28 +510,31 @@ async fn redis_rpm_slides_in_real_time() {
 }
 
 /// The workload each of two processes runs against the shared store: 100 calls against a
-/// budget of 37 and 100 against an RPM of 23, all at once.
-const SHARED_CONFIG: &str =
-    "[users.spender]\nmonthly_budget = 0.02775\n[users.caller]\nrpm_limit = 23\n";
+/// budget of 37, 100 against an RPM of 23, and 100 of one key, each naming a new user,
+/// against the key's RPM of 11, all at once.
+const SHARED_CONFIG: &str = "[users.spender]\nmonthly_budget = 0.02775\n[users.caller]\nrpm_limit = 23\n[keys.fleet]\nrpm_limit = 11\n";
 
-async fn shared_workload(store: Arc<dyn BudgetStore>, start_at: i64) -> (usize, usize) {
+async fn shared_workload(store: Arc<dyn BudgetStore>, start_at: i64) -> (usize, usize, usize) {
     let m = manager(&store, SHARED_CONFIG, Arc::new(SystemClock));
     // Start together with the other process, so that the calls really interleave.
     let wait = start_at - SystemClock.now().unix_micros();
     if wait > 0 {
         tokio::time::sleep(Duration::from_micros(wait.unsigned_abs())).await;
     }
+    // Each process invents its own user ids: only the key scope is shared.
+    let claimed = format!("claimed-{}", std::process::id());
     let spend = burst(&m, 100, call("spender", 1000, 1000));
     let rate = burst(&m, 100, call("caller", 1, 0));
-    let ((spent, _), (called, _)) = tokio::join!(spend, rate);
-    (spent.len(), called.len())
+    let keyed = burst_by_key(&m, 100, Some("fleet"), invented(&claimed, 1, 0));
+    let ((spent, _), (called, _), (fleet, _)) = tokio::join!(spend, rate, keyed);
+    (spent.len(), called.len(), fleet.len())
 }
 
 const CHILD_ENV: &str = "LEXECON_BUDGET_TEST_CHILD";
 
 /// Runs this same test in a child process (selected by `CHILD_ENV`) and the workload
 /// here; returns both processes' counts.
-fn two_processes<F, Fut>(test_name: &str, target: &str, open: F) -> [(usize, usize); 2]
+fn two_processes<F, Fut>(test_name: &str, target: &str, open: F) -> [(usize, usize, usize); 2]
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Arc<dyn BudgetStore>>,
@@ -385,8 +548,8 @@ where
         let (start, target) = spec.split_once('|').unwrap();
         let store = rt.block_on(open(target.to_owned()));
         let counts = rt.block_on(shared_workload(store, start.parse().unwrap()));
-        println!("CHILD_COUNTS {} {}", counts.0, counts.1);
-        return [counts, (0, 0)];
+        println!("CHILD_COUNTS {} {} {}", counts.0, counts.1, counts.2);
+        return [counts, (0, 0, 0)];
     }
     let start_at = SystemClock.now().unix_micros() + 2_000_000;
     let child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -408,8 +571,11 @@ where
         .lines()
         .find_map(|l| l.split_once("CHILD_COUNTS ").map(|(_, counts)| counts))
         .unwrap_or_else(|| panic!("no counts from the child: {stdout}"));
-    let (a, b) = line.trim().split_once(' ').unwrap();
-    [mine, (a.parse().unwrap(), b.parse().unwrap())]
+    let counts: Vec<usize> = line
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    [mine, (counts[0], counts[1], counts[2])]
 }
 
 #[test]
@@ -428,6 +594,7 @@ fn two_processes_share_one_redis() {
     if std::env::var(CHILD_ENV).is_err() {
         assert_eq!(counts[0].0 + counts[1].0, 37, "{counts:?}");
         assert_eq!(counts[0].1 + counts[1].1, 23, "{counts:?}");
+        assert_eq!(counts[0].2 + counts[1].2, 11, "{counts:?}");
     }
 }
 
@@ -454,6 +621,7 @@ fn two_processes_share_one_postgres() {
     if db.is_some() {
         assert_eq!(counts[0].0 + counts[1].0, 37, "{counts:?}");
         assert_eq!(counts[0].1 + counts[1].1, 23, "{counts:?}");
+        assert_eq!(counts[0].2 + counts[1].2, 11, "{counts:?}");
     }
 }
 

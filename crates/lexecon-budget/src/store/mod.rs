@@ -51,7 +51,7 @@ pub enum StoreError {
 /// What one scope must satisfy for a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeCheck {
-    /// `global`, `user:<id>` or `role:<name>`.
+    /// `global`, `user:<id>`, `key:<name>` or `role:<name>`: to a store, only a name.
     pub scope: String,
     /// The monthly budget, in micro-dollars.
     pub budget_micros: Option<u64>,

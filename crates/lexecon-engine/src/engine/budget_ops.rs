@@ -201,7 +201,7 @@ impl Engine {
             estimated_input_tokens,
             max_output_tokens,
         };
-        let (result, payload) = match self.budget.authorize(&usage).await {
+        let (result, payload) = match self.budget.authorize_for(&usage, caller.key_name()).await {
             Ok(a) => {
                 let payload = json!({
                     "event": "authorized",
@@ -292,8 +292,8 @@ impl Engine {
         Ok(released)
     }
 
-    /// Spend and window counts of a scope (`global`, `user:<id>`, `role:<name>`); an
-    /// empty scope means the caller's own user scope.
+    /// Spend and window counts of a scope (`global`, `user:<id>`, `role:<name>`,
+    /// `key:<name>`); an empty scope means the caller's own user scope.
     pub async fn usage(&self, caller: &Caller, scope: &str) -> Result<Usage, EngineError> {
         self.authorize(caller, ops::GET_USAGE)?;
         let scope = match scope {
@@ -317,7 +317,10 @@ impl Engine {
         self.authorize(caller, ops::GET_LIMITS)?;
         let user = (!user_id.is_empty()).then_some(user_id);
         let mut table = toml::Table::new();
-        for (scope, l) in self.budget.effective_limits(user, roles) {
+        for (scope, l) in self
+            .budget
+            .effective_limits_for(user, roles, caller.key_name())
+        {
             let value = toml::Value::try_from(&l)
                 .map_err(|e| EngineError::Corrupt(format!("cannot encode the limits: {e}")))?;
             table.insert(scope.to_string(), value);

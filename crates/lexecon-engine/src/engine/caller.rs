@@ -56,6 +56,14 @@ impl Caller {
         }
     }
 
+    /// The API key's name, when an API key is calling (budgets count under `key:<name>`).
+    pub fn key_name(&self) -> Option<&str> {
+        match self {
+            Caller::Principal(p) if p.kind == PrincipalKind::ApiKey => Some(&p.name),
+            Caller::Principal(_) | Caller::Local(_) | Caller::System(_) => None,
+        }
+    }
+
     /// Whether this caller may speak for any actor: admins and local or system callers.
     pub(crate) fn speaks_for_anyone(&self) -> bool {
         match self {

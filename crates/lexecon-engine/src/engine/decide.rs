@@ -43,6 +43,8 @@ pub(crate) struct Checked {
     pub(crate) principal: String,
     /// `Caller::idempotency_key`.
     pub(crate) idem: String,
+    /// The API key's name: every budget also counts under `key:<name>` (contract §3).
+    pub(crate) key: Option<String>,
 }
 
 /// An idempotency row, read.
@@ -105,6 +107,14 @@ impl Engine {
             request_id,
         } = input;
         self.resolve_actor(caller, &mut action.actor);
+        if action.actor.is_empty()
+            && let Some(binding) = caller.principal().and_then(|p| p.actors.as_ref())
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "actor must not be empty: this key speaks for {}, so name the actor",
+                binding.patterns().join(", ")
+            )));
+        }
         let req = action.validate()?;
         let request_id = input::request_id(&request_id)?;
         self.speaks_for(caller, req.actor.as_str()).await?;
@@ -116,6 +126,7 @@ impl Engine {
             request_id,
             principal: caller.ledger_name(),
             idem: caller.idempotency_key(),
+            key: caller.key_name().map(str::to_owned),
         };
         self.decide_checked(checked).await
     }
@@ -396,7 +407,7 @@ impl Engine {
         let mut reservation = None;
         let mut warnings = Vec::new();
         if let (Outcome::Approved, Some(llm)) = (outcome, &req.llm) {
-            match self.budget.authorize(llm).await {
+            match self.budget.authorize_for(llm, checked.key.as_deref()).await {
                 Ok(auth) => {
                     reservation = Some(auth.reservation_id);
                     warnings = auth

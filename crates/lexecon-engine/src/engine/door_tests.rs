@@ -485,3 +485,55 @@ async fn two_engines_on_one_postgres_share_policy_revocations_limits_and_keys() 
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assessment_needs_no_actor_but_a_decide_for_several_actors_names_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let viewer = Caller::Local("alice".into());
+    let mut input = action("");
+    input.action = "delete:customer_records".into();
+    let assessed = engine.assess(&viewer, &input).unwrap();
+    assert!(assessed.score > 0);
+    let fleet = agent("fleet", &["ai_agent:fleet_*"]);
+    let err = engine.decide(&fleet, decide_input("")).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidArgument);
+    assert!(err.to_string().contains("ai_agent:fleet_*"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventing_user_ids_escapes_no_budget_a_key_counts_under_its_own_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let admin = Caller::Local("root".into());
+    engine
+        .update_limits(&admin, "enabled = true\nrpm_limit = 2\n")
+        .await
+        .unwrap();
+    let bot = agent("chat-frontend", &["ai_agent:assistant"]);
+    let call = |user: &str| {
+        let mut input = decide_input("ai_agent:assistant");
+        input.action.action = "llm:chat".into();
+        input.action.tool = "openai_api".into();
+        input.action.data_classes = Vec::new();
+        input.action.llm = Some(lexecon_core::LlmUsage {
+            model: "gpt-4o-mini".into(),
+            user_id: Some(user.to_owned()),
+            estimated_input_tokens: 100,
+            max_output_tokens: 100,
+            ..Default::default()
+        });
+        input
+    };
+    let mut outcomes = Vec::new();
+    for user in ["u1", "u2", "u3"] {
+        outcomes.push(engine.decide(&bot, call(user)).await.unwrap());
+    }
+    let last = outcomes.last().unwrap();
+    assert_eq!(last.outcome, lexecon_core::Outcome::Denied, "{last:?}");
+    assert!(
+        last.reasons.iter().any(|r| r.contains("key:chat-frontend")),
+        "{:?}",
+        last.reasons
+    );
+}

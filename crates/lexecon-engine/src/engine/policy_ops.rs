@@ -283,10 +283,20 @@ impl Engine {
         Ok((eval, policy.compiled.hash()))
     }
 
-    /// Scores the risk of a request without deciding it.
+    /// Scores the risk of a request without deciding it. The actor may be left empty:
+    /// no risk rule depends on it.
     pub fn assess(&self, caller: &Caller, input: &ActionInput) -> Result<Assessment, EngineError> {
         self.authorize(caller, ops::ASSESS)?;
-        Ok(self.assess_request(&input.validate()?))
+        let req = if input.actor.is_empty() {
+            ActionInput {
+                actor: "unknown".to_owned(),
+                ..input.clone()
+            }
+            .validate()?
+        } else {
+            input.validate()?
+        };
+        Ok(self.assess_request(&req))
     }
 
     /// The risk of a validated request (an LLM call's cost estimate comes from the

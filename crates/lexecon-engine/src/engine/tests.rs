@@ -100,6 +100,7 @@ async fn claim_only(engine: &Engine, request_id: &str) -> (Prepared, i64) {
         request_id: Some(request_id.to_owned()),
         principal: alice().ledger_name(),
         idem: alice().idempotency_key(),
+        key: None,
     };
     let prepared = engine.prepare(&checked).await.unwrap();
     let from = engine.ledger.tree_size().await.unwrap();

@@ -83,8 +83,9 @@ pub struct WhoAmIResponse {
     /// Whether the session completed MFA.
     #[prost(bool, tag = "4")]
     pub mfa_verified: bool,
-    /// The actor globs an API key may speak for (empty for users and for keys without a
-    /// binding; admin principals may speak for any actor).
+    /// The actor globs an API key may speak for. Empty for admins (users and keys), who
+    /// may speak for any actor; for other users; and for keys created before bindings
+    /// existed, which speak for no actor until `lexecon apikey bind` gives them one.
     #[prost(string, repeated, tag = "5")]
     pub actors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// The LLM roles an API key may name in a request.
@@ -4693,7 +4694,7 @@ pub mod policy_service_server {
 /// The action to assess.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AssessRequest {
-    /// Who proposes the action.
+    /// Who proposes the action; optional (no risk rule depends on it).
     #[prost(string, tag = "1")]
     pub actor: ::prost::alloc::string::String,
     /// What they propose; the verb before ":" drives the destructiveness rules.
