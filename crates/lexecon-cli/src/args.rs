@@ -28,6 +28,15 @@ pub(crate) enum Command {
     Init(crate::commands::service::InitArgs),
     /// Run the gRPC server (initialising the data directory first if needed).
     Server(crate::commands::service::ServerArgs),
+    /// Apply the database migrations to the configured database, then exit.
+    ///
+    /// The database is database.url of the configuration (DIR/lexecon.toml or --config
+    /// FILE, with LEXECON_DATABASE__URL over both), or DIR/lexecon.db when none is set.
+    /// Every component's migrations run (ledger, users and keys, budgets, the engine's
+    /// own); those already applied are skipped, so running it again is harmless. `lexecon
+    /// server` migrates at start too; run this as a deployment's migrate step so servers
+    /// start on an up-to-date schema. Prints the database, with any password hidden.
+    Migrate(crate::commands::migrate::MigrateArgs),
     /// Users: on the local database, or through a server with --server.
     #[command(subcommand)]
     User(crate::commands::admin::UserCommand),
@@ -88,5 +97,5 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Drive Decide calls at a server and report decisions/s and latency percentiles.
-    Decide(crate::commands::decide::BenchDecideArgs),
+    Decide(crate::commands::bench::BenchDecideArgs),
 }

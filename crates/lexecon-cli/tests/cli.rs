@@ -573,3 +573,147 @@ fn risk_assess_json_human_config_and_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("proposed_action"));
 }
+
+/// `decide`, `policy explain` and `risk assess` share their action flags: a `--context`
+/// that one accepts, all accept; one that one refuses, all refuse with the same one-line
+/// reason naming the flag (exit 2, before any server, policy or configuration is read).
+#[test]
+fn action_commands_accept_and_reject_the_same_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let policy = example("customer-support.toml");
+    let run = |command: &str, context: &str| {
+        let mut args: Vec<&str> = match command {
+            // Nothing listens on port 1: an accepted request fails only at connecting.
+            "decide" => vec!["decide", "--server", "http://127.0.0.1:1", "--token", "t"],
+            "explain" => vec!["policy", "explain", policy.as_str()],
+            _ => vec!["risk", "assess", "--data-dir", data_dir],
+        };
+        args.extend([
+            "--actor",
+            "ai_agent:customer_service",
+            "--action",
+            "read:customer_data",
+            "--context",
+            context,
+        ]);
+        lexecon(&args)
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    for context in ["region=eu-west", "resource=db/x=y", "note="] {
+        let out = run("decide", context);
+        assert_eq!(out.status.code(), Some(2), "{context}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with("lexecon: error: no Lexecon server answers"),
+            "{context}: {}",
+            stderr(&out)
+        );
+        let out = run("explain", context);
+        assert_eq!(out.status.code(), Some(1), "{context}: {}", stderr(&out));
+        let out = run("risk", context);
+        assert_eq!(out.status.code(), Some(0), "{context}: {}", stderr(&out));
+    }
+
+    for (context, reason) in [
+        ("novalue", "it has no `=`"),
+        ("=eu-west", "the key before `=` is empty"),
+        ("re gion=eu", "context.re gion key contains ' '"),
+        ("région=eu", "key contains 'é'"),
+        (
+            "region=eu\u{7}",
+            "context.region contains the control character",
+        ),
+    ] {
+        let first_lines = ["decide", "explain", "risk"].map(|command| {
+            let out = run(command, context);
+            assert_eq!(out.status.code(), Some(2), "{command} {context:?}");
+            assert!(out.stdout.is_empty(), "{command} {context:?}");
+            stderr(&out).lines().next().unwrap_or_default().to_owned()
+        });
+        let [decide, explain, risk] = &first_lines;
+        assert_eq!(decide, explain, "{context:?}");
+        assert_eq!(decide, risk, "{context:?}");
+        assert!(
+            decide.contains("for '--context <KEY=VALUE>': ") && decide.contains(reason),
+            "{context:?}: {decide}"
+        );
+    }
+}
+
+#[test]
+fn migrate_applies_the_migrations_to_the_configured_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let db = dir.path().join("lexecon.db");
+
+    let out = lexecon(&["migrate", "--data-dir", data_dir]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "migrated sqlite://{}: every migration is applied\n",
+            db.display()
+        )
+    );
+    // The schema is there: an empty ledger verifies.
+    let out = lexecon(&["verify-ledger", "--ledger-file", db.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Running it again is harmless.
+    let out = lexecon(&["migrate", "--data-dir", data_dir, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["database"], format!("sqlite://{}", db.display()));
+    assert_eq!(json["migrated"], true);
+
+    // The configured database.url is the one used, and its password is never shown.
+    let out = Command::new(env!("CARGO_BIN_EXE_lexecon"))
+        .args(["migrate", "--data-dir", data_dir])
+        .env(
+            "LEXECON_DATABASE__URL",
+            "postgres://lexecon:hunter2@127.0.0.1:notaport/lexecon",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("postgres://lexecon:***@127.0.0.1:notaport/lexecon"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // No data directory: say how to make one.
+    let missing = dir.path().join("missing");
+    let out = lexecon(&["migrate", "--data-dir", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run `lexecon init --data-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!missing.exists());
+
+    let out = lexecon(&["migrate", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--data-dir <DIR>",
+        "--config <FILE>",
+        "LEXECON_DATABASE__URL",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}

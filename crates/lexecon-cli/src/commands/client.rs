@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use lexecon_engine::DataDir;
 use lexecon_engine::config::{Config, Sources};
 use lexecon_server::coalesce::CoalescingStream;
 use tonic::transport::{Channel, Endpoint};
@@ -53,7 +54,7 @@ impl ServerArgs {
         if let Some(token) = &self.token {
             return Ok(token.trim().to_owned());
         }
-        let file = self.data_dir.join("admin.token");
+        let file = DataDir::new(&self.data_dir).admin_token();
         let token = std::fs::read_to_string(&file).with_context(|| {
             format!(
                 "no token: pass --token, set LEXECON_TOKEN, or run `lexecon init` to create {}",

@@ -1,9 +1,12 @@
 //! One function per command; each returns a [`Verdict`] or an error.
 
+pub(crate) mod action;
 pub(crate) mod admin;
+pub(crate) mod bench;
 pub(crate) mod client;
 pub(crate) mod decide;
 pub(crate) mod ledger;
+pub(crate) mod migrate;
 pub(crate) mod policy;
 pub(crate) mod risk;
 pub(crate) mod service;
@@ -21,10 +24,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
     match cli.command {
         Command::Init(args) => service::run_init(&args),
         Command::Server(args) => service::run_server(&args),
+        Command::Migrate(args) => migrate::run_migrate(&args),
         Command::User(cmd) => admin::run_user(&cmd),
         Command::Apikey(cmd) => admin::run_apikey(&cmd),
         Command::Decide(args) => decide::run_decide(&args),
-        Command::Bench(BenchCommand::Decide(args)) => decide::run_bench(&args),
+        Command::Bench(BenchCommand::Decide(args)) => bench::run_bench(&args),
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Token(cmd) => token::run_token(&cmd),
         Command::Keys(cmd) => token::run_keys(&cmd),

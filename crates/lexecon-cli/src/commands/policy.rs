@@ -4,10 +4,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use lexecon_core::{ActionRequest, Outcome, PolicyMode};
+use lexecon_core::{ActionRequest, Outcome};
 use lexecon_policy::{CompiledPolicy, Diagnostic, Policy, RiskInput, parse_cases, run_cases};
 use serde_json::json;
 
+use super::action::{ActionArgs, ModeArg};
 use crate::Verdict;
 
 /// `lexecon policy ...`.
@@ -71,31 +72,14 @@ pub(crate) enum PolicyCommand {
 
 /// The request `lexecon policy explain` evaluates.
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("actor", |actor| actor.required(true)))]
 pub(crate) struct ExplainArgs {
     /// The policy file (TOML).
     pub file: PathBuf,
-    /// Who proposes the action, e.g. ai_agent:customer_service.
-    #[arg(long)]
-    pub actor: String,
-    /// What the actor proposes, verb:object, e.g. read:customer_data.
-    #[arg(long)]
-    pub action: String,
-    /// The tool the action goes through, e.g. database_query.
-    #[arg(long)]
-    pub tool: Option<String>,
-    /// A class of data the action touches (repeatable), e.g. pii.
-    #[arg(long = "data-class", value_name = "CLASS")]
-    pub data_classes: Vec<String>,
-    /// The caller's risk estimate, 1 (lowest) to 5.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5))]
-    pub risk_level: Option<u32>,
-    /// Ask for a mode (permissive, strict or paranoid); it can only make the decision
-    /// stricter than the policy's own mode.
-    #[arg(long, value_name = "MODE")]
-    pub mode: Option<PolicyMode>,
-    /// A context attribute KEY=VALUE (repeatable), e.g. region=eu-west or resource=db/x.
-    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub context: Vec<(String, String)>,
+    #[command(flatten)]
+    pub action: ActionArgs,
+    #[command(flatten)]
+    pub mode: ModeArg,
     /// A risk score 0-100 (as `lexecon risk assess` computes), for paranoid escalation.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub risk_score: Option<u8>,
@@ -106,13 +90,6 @@ pub(crate) struct ExplainArgs {
     /// "policy_hash"} as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 /// Runs a `policy` subcommand, printing to stdout.
@@ -274,23 +251,9 @@ fn test(policy: &Path, cases: &Path, json: bool, out: &mut dyn Write) -> Result<
 }
 
 fn build_request(args: &ExplainArgs) -> Result<ActionRequest> {
-    let mut req = ActionRequest::new(&args.actor, &args.action)?;
-    if let Some(tool) = &args.tool {
-        req = req.with_tool(tool)?;
-    }
-    for dc in &args.data_classes {
-        req = req.with_data_class(dc)?;
-    }
-    if let Some(level) = args.risk_level {
-        req = req.with_risk_level(level)?;
-    }
-    for (k, v) in &args.context {
-        req = req.with_context(k, v)?;
-    }
-    if let Some(mode) = args.mode {
-        req = req.with_mode(mode);
-    }
-    Ok(req)
+    let mut input = args.action.input();
+    input.mode = args.mode.mode;
+    Ok(input.validate()?)
 }
 
 fn explain(args: &ExplainArgs, out: &mut dyn Write) -> Result<Verdict> {

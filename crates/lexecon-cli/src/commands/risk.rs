@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use lexecon_core::ActionRequest;
 use lexecon_risk::{Assessment, RiskScorer};
 
+use super::action::ActionArgs;
 use super::service::LocalArgs;
 use crate::Verdict;
 
@@ -31,26 +32,15 @@ Examples:
 
 /// `lexecon risk assess`.
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("actor", |actor| actor.default_value("cli")),
+    mut_arg("tool", |tool| tool.help(
+        "The tool the action goes through; none scores as an untraceable action"
+    ))
+)]
 pub(crate) struct AssessArgs {
-    /// The proposed action, verb:object, e.g. delete:customer_records.
-    #[arg(long, value_name = "ACTION")]
-    pub action: String,
-    /// Who proposes it.
-    #[arg(long, value_name = "ACTOR", default_value = "cli")]
-    pub actor: String,
-    /// The tool it goes through; none scores as an untraceable action.
-    #[arg(long, value_name = "TOOL")]
-    pub tool: Option<String>,
-    /// A class of data it touches (repeatable), e.g. pii, phi, financial, credentials.
-    #[arg(long = "data-class", value_name = "CLASS")]
-    pub data_classes: Vec<String>,
-    /// The caller's own risk estimate, 1 (lowest) to 5.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5))]
-    pub risk_level: Option<u32>,
-    /// A context hint KEY=VALUE (repeatable), e.g. volume=10000, recipient=external,
-    /// region=eu-west with destination_region=us-east, environment=production.
-    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub context: Vec<(String, String)>,
+    #[command(flatten)]
+    pub action: ActionArgs,
     /// The estimated cost of the LLM call the action makes, in micro-dollars.
     #[arg(long, value_name = "MICRO_DOLLARS")]
     pub llm_cost_micros: Option<u64>,
@@ -60,13 +50,6 @@ pub(crate) struct AssessArgs {
     pub json: bool,
     #[command(flatten)]
     pub local: LocalArgs,
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 /// Runs `lexecon risk ...`.
@@ -101,20 +84,7 @@ fn write_stdout(text: &str) -> Result<()> {
 }
 
 fn build_request(args: &AssessArgs) -> Result<ActionRequest> {
-    let mut req = ActionRequest::new(&args.actor, &args.action)?;
-    if let Some(tool) = &args.tool {
-        req = req.with_tool(tool)?;
-    }
-    for class in &args.data_classes {
-        req = req.with_data_class(class)?;
-    }
-    if let Some(level) = args.risk_level {
-        req = req.with_risk_level(level)?;
-    }
-    for (k, v) in &args.context {
-        req = req.with_context(k, v)?;
-    }
-    Ok(req)
+    Ok(args.action.input().validate()?)
 }
 
 /// The human output: a headline, then one block per dimension listing its factors.

@@ -9,12 +9,13 @@ use lexecon_capability::{
     load_public_key, verify,
 };
 use lexecon_core::{Clock, SystemClock};
+use lexecon_engine::DataDir;
+use lexecon_engine::config::DEFAULT_DATA_DIR;
+use lexecon_engine::layout::NODE_KEY_NAME;
 use serde_json::json;
 
+use super::service::LocalArgs;
 use crate::Verdict;
-
-/// The node key's file name stem inside `DIR/keys/`.
-const NODE_KEY_NAME: &str = "node";
 
 /// `lexecon token ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -75,9 +76,10 @@ pub(crate) enum KeysCommand {
     ///
     /// Generates a new Ed25519 key as DIR/keys/node.ed25519 (mode 0600) and .pub, and
     /// keeps the old public key in DIR/keys/retired/<key id>.pub with a .until file:
-    /// tokens it signed verify until tokens.ttl_secs + tokens.clock_skew_secs from now,
-    /// when they have all expired. Retired keys past their time are removed. Stop the
-    /// server first, or restart it after, so that it signs with the new key.
+    /// tokens it signed verify until tokens.ttl_secs + tokens.clock_skew_secs (from the
+    /// configuration) from now, when they have all expired. Retired keys past their time
+    /// are removed. Stop the server first, or restart it after, so that it signs with the
+    /// new key.
     ///
     /// The server records the rotation as a key_rotated ledger entry (with the new key
     /// id and verifier key) when it next starts with the new key; checkpoints from then
@@ -93,12 +95,8 @@ pub(crate) enum KeysCommand {
 /// Arguments of `lexecon keys rotate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RotateArgs {
-    /// The data directory.
-    #[arg(long, value_name = "DIR", default_value = lexecon_engine::config::DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// A configuration file instead of DIR/lexecon.toml (for tokens.ttl_secs and tokens.clock_skew_secs).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub local: LocalArgs,
     /// Print the result as JSON: {"old_key_id", "new_key_id", "old_key_valid_until"}.
     #[arg(long)]
     pub json: bool,
@@ -132,15 +130,16 @@ fn keys_for(args: &VerifyArgs) -> Result<Box<dyn KeyLookup>> {
     if let Some(file) = &args.public_key {
         return Ok(Box::new(load_public_key(file)?));
     }
-    let dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(lexecon_engine::config::DEFAULT_DATA_DIR));
-    let keys = dir.join("keys");
+    let dir = DataDir::new(
+        args.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    );
+    let keys = dir.keys_dir();
     if !keys.is_dir() {
         bail!(
             "{} has no keys directory; pass --public-key FILE or the --data-dir of an initialised node",
-            dir.display()
+            dir.root().display()
         );
     }
     Ok(Box::new(PublicKeyRing::load(&keys, NODE_KEY_NAME)?))
@@ -199,20 +198,12 @@ fn valid_text(c: &Claims, as_json: bool) -> String {
 pub(crate) fn run_keys(cmd: &KeysCommand) -> Result<Verdict> {
     match cmd {
         KeysCommand::Rotate(args) => {
-            let config = lexecon_engine::config::Config::load(&lexecon_engine::config::Sources {
-                data_dir: Some(args.data_dir.clone()),
-                config_file: args.config.clone(),
-            })?;
+            let config = args.local.load()?;
             let max_ttl = config
                 .tokens
                 .ttl_secs
                 .saturating_add(config.tokens.clock_skew_secs);
-            let out = rotate(
-                &args.data_dir.join("keys"),
-                SystemClock.now(),
-                max_ttl,
-                args.json,
-            )?;
+            let out = rotate(&config.keys_dir(), SystemClock.now(), max_ttl, args.json)?;
             println!("{out}");
             Ok(Verdict::Yes)
         }
@@ -300,8 +291,9 @@ mod tests {
     #[test]
     fn token_verify_reports_valid_and_each_failure() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = DataDir::new(dir.path());
         let key = NodeKey::generate(&mut rand_core::OsRng);
-        key.write_files(&dir.path().join("keys"), "node").unwrap();
+        key.write_files(&layout.keys_dir(), NODE_KEY_NAME).unwrap();
         let t = token(&key);
         let mut a = args(dir.path());
         let (v, out) = verify_token(&t, &a, T0.add_secs(1)).unwrap();
@@ -336,7 +328,7 @@ mod tests {
         // Through the public key file, and a missing key is an error (exit 2), not "invalid".
         let mut b = args(dir.path());
         b.data_dir = None;
-        b.public_key = Some(dir.path().join("keys/node.ed25519.pub"));
+        b.public_key = Some(layout.node_pub());
         assert_eq!(verify_token(&t, &b, T0).unwrap().0, Verdict::Yes);
         b.public_key = Some(dir.path().join("nope.pub"));
         assert!(verify_token(&t, &b, T0).is_err());
@@ -345,16 +337,17 @@ mod tests {
     #[test]
     fn keys_rotate_keeps_old_tokens_verifiable() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("keys");
+        let layout = DataDir::new(dir.path());
+        let keys = layout.keys_dir();
         let key = NodeKey::generate(&mut rand_core::OsRng);
-        key.write_files(&keys, "node").unwrap();
+        key.write_files(&keys, NODE_KEY_NAME).unwrap();
         let old = token(&key);
         let out = rotate(&keys, T0.add_secs(10), 305, false).unwrap();
         assert!(
             out.contains(&format!("old key {} verifies", key.key_id())),
             "{out}"
         );
-        let new_key = NodeKey::load(&keys.join("node.ed25519")).unwrap();
+        let new_key = NodeKey::load(&layout.node_key()).unwrap();
         assert_ne!(new_key.key_id(), key.key_id());
         let a = args(dir.path());
         assert_eq!(
