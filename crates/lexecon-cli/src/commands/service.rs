@@ -82,19 +82,17 @@ pub(crate) fn run_init(args: &InitArgs) -> Result<Verdict> {
     if let Some(backup) = &done.backup {
         println!("moved the previous files to {}", backup.display());
     }
+    let layout = lexecon_engine::DataDir::new(&done.data_dir);
     println!("initialised {}", done.data_dir.display());
     println!(
-        "  node key:    {}/keys/node.ed25519 (key id {})",
-        done.data_dir.display(),
+        "  node key:    {} (key id {})",
+        layout.node_key().display(),
         done.key_id
     );
     if done.rsa {
-        println!(
-            "  rsa key:     {}/keys/node.rsa4096.pem",
-            done.data_dir.display()
-        );
+        println!("  rsa key:     {}", layout.rsa_key().display());
     }
-    println!("  policy:      {}/policy.toml", done.data_dir.display());
+    println!("  policy:      {}", layout.policy_file().display());
     println!("  admin token: {}", done.admin_token_file.display());
     println!(
         "next: lexecon server --data-dir {}",

@@ -153,7 +153,7 @@ impl Engine {
         let risk = RiskScorer::new(config.risk.clone())?;
         let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
         migrate_all(&db).await?;
-        let keys = KeyRing::load(&config.keys_dir(), "node")
+        let keys = KeyRing::load(&config.keys_dir(), crate::layout::NODE_KEY_NAME)
             .map_err(|e| EngineError::Keys(e.to_string()))?;
         let signer = lexecon_ledger::CheckpointSigner::new(
             &config.ledger_origin(),
@@ -511,7 +511,7 @@ pub fn auth_service_with(db: &Database, clock: Arc<dyn Clock>, config: AuthConfi
 
 fn load_rsa(config: &Config) -> Result<Option<rsa::RsaPrivateKey>, EngineError> {
     use rsa::pkcs8::DecodePrivateKey;
-    let path = config.keys_dir().join("node.rsa4096.pem");
+    let path = config.layout().rsa_key();
     if !path.exists() {
         return Ok(None);
     }
