@@ -13,6 +13,11 @@ pub enum LedgerError {
     /// A direct read or write of the SQLite file (bypassing sqlx) failed.
     #[error("ledger database error: {0}; check the database file is readable and writable")]
     Sqlite(String),
+    /// The SQLite ledger was opened on something other than a database file.
+    #[error(
+        "the ledger needs an SQLite database file, and {0} is not one: open a file path (sqlite://PATH)"
+    )]
+    NotAFile(String),
     /// Applying migrations failed.
     #[error("ledger migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

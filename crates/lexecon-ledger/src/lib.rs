@@ -27,7 +27,9 @@ mod ledger;
 pub mod merkle;
 mod note;
 mod postgres;
+mod sql;
 mod sqlite;
+mod sqlite_settings;
 mod store;
 mod verify;
 
@@ -50,6 +52,7 @@ pub use note::{
 };
 pub use postgres::{PgLedgerStore, migrate_postgres};
 pub use sqlite::{SqliteLedgerStore, migrate_sqlite, open_sqlite};
+pub use sqlite_settings::sqlite_options;
 pub use store::{
     BatchCommitted, BatchPlan, BoxFuture, CheckpointHook, Head, LedgerStore, NewEntry,
     StoredCheckpoint, TreeState, load_state,

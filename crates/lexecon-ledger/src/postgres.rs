@@ -7,16 +7,15 @@
 
 use std::collections::HashMap;
 
-use sqlx::{PgPool, Postgres, Row as _};
+use sqlx::{PgPool, Row as _};
 
-use crate::entry::{Entry, Tombstone};
+use crate::entry::Entry;
 use crate::error::LedgerError;
 use crate::merkle::{Hash, NodeId};
-use crate::note::SignedCheckpoint;
-use crate::sqlite::entry_from_parts;
+use crate::sql::{self, entry_from_parts, node_id};
 use crate::store::{
-    BatchCommitted, BatchPlan, BoxFuture, Head, LedgerStore, StoredCheckpoint, TreeState,
-    frontier_ids, sequence, state_from, to_hash, to_i64, to_u64,
+    BatchCommitted, BatchPlan, BoxFuture, LedgerStore, TreeState, frontier_ids, sequence,
+    state_from, to_hash, to_i64, to_u64,
 };
 
 /// The advisory lock key that serializes appends ("ledger" in ASCII).
@@ -47,26 +46,10 @@ impl PgLedgerStore {
 
 /// Applies the ledger's PostgreSQL migrations, leaving other crates' migrations alone.
 pub async fn migrate_postgres(pool: &PgPool) -> Result<(), LedgerError> {
-    let mut migrator = sqlx::migrate!("./migrations/postgres");
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await?;
-    Ok(())
+    sql::run_migrations(sqlx::migrate!("./migrations/postgres"), pool).await
 }
 
-async fn read_head<'e>(
-    exec: impl sqlx::Executor<'e, Database = Postgres>,
-) -> Result<Head, LedgerError> {
-    let row = sqlx::query("SELECT idx, leaf_hash FROM ledger_leaves ORDER BY idx DESC LIMIT 1")
-        .fetch_optional(exec)
-        .await?;
-    match row {
-        None => Ok(Head::default()),
-        Some(row) => Ok(Head {
-            size: to_u64(row.try_get::<i64, _>(0)?)? + 1,
-            last_leaf_hash: to_hash(row.try_get::<&[u8], _>(1)?)?,
-        }),
-    }
-}
+sql::shared_functions!(sqlx::Postgres);
 
 async fn read_nodes(
     conn: &mut sqlx::PgConnection,
@@ -108,12 +91,7 @@ async fn read_nodes(
         .fetch_all(&mut *conn)
         .await?;
         for row in rows {
-            let level: i32 = row.try_get(0)?;
-            let id = NodeId {
-                level: u8::try_from(level)
-                    .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
-                index: to_u64(row.try_get(1)?)?,
-            };
+            let id = node_id(row.try_get(0)?, row.try_get(1)?)?;
             found.insert(id, to_hash(row.try_get::<&[u8], _>(2)?)?);
         }
     }
@@ -130,9 +108,7 @@ async fn read_nodes(
 }
 
 impl LedgerStore for PgLedgerStore {
-    fn head(&self) -> BoxFuture<'_, Result<Head, LedgerError>> {
-        Box::pin(read_head(&self.pool))
-    }
+    sql::shared_methods!();
 
     fn nodes<'a>(&'a self, ids: &'a [NodeId]) -> BoxFuture<'a, Result<Vec<Hash>, LedgerError>> {
         Box::pin(async move {
@@ -193,7 +169,7 @@ impl LedgerStore for PgLedgerStore {
                 .await?;
             }
             if let Some(cp) = &seq.checkpoint {
-                insert_checkpoint(&mut tx, cp).await?;
+                insert_checkpoint(&mut *tx, cp).await?;
             }
             tx.commit().await?;
             *state = next;
@@ -226,39 +202,22 @@ impl LedgerStore for PgLedgerStore {
             .await?;
             rows.into_iter()
                 .map(|row| {
-                    let level: i32 = row.try_get(0)?;
-                    let id = NodeId {
-                        level: u8::try_from(level)
-                            .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
-                        index: to_u64(row.try_get(1)?)?,
-                    };
-                    Ok((id, to_hash(row.try_get::<&[u8], _>(2)?)?))
+                    Ok((
+                        node_id(row.try_get(0)?, row.try_get(1)?)?,
+                        to_hash(row.try_get::<&[u8], _>(2)?)?,
+                    ))
                 })
                 .collect()
         })
     }
 
-    fn put_checkpoint<'a>(
-        &'a self,
-        checkpoint: &'a SignedCheckpoint,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
-            insert_checkpoint(&mut conn, checkpoint).await
-        })
-    }
-
     fn entries(&self, from: u64, limit: u64) -> BoxFuture<'_, Result<Vec<Entry>, LedgerError>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT l.idx, l.leaf, l.leaf_hash, p.payload, p.redacted_by, p.redacted_reason, p.redacted_at \
-                 FROM ledger_leaves l LEFT JOIN ledger_payloads p ON p.idx = l.idx \
-                 WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2",
-            )
-            .bind(to_i64(from)?)
-            .bind(to_i64(limit)?)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = sqlx::query(sql::ENTRIES)
+                .bind(to_i64(from)?)
+                .bind(to_i64(limit)?)
+                .fetch_all(&self.pool)
+                .await?;
             rows.into_iter()
                 .map(|row| {
                     entry_from_parts(
@@ -274,108 +233,4 @@ impl LedgerStore for PgLedgerStore {
                 .collect()
         })
     }
-
-    fn checkpoints(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> BoxFuture<'_, Result<Vec<StoredCheckpoint>, LedgerError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT size, note FROM ledger_checkpoints WHERE size >= $1 AND size <= $2 ORDER BY size",
-            )
-            .bind(to_i64(from)?)
-            .bind(to_i64(to.min(i64::MAX as u64))?)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.into_iter()
-                .map(|row| {
-                    Ok(StoredCheckpoint {
-                        size: to_u64(row.try_get(0)?)?,
-                        note: row.try_get(1)?,
-                    })
-                })
-                .collect()
-        })
-    }
-
-    fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<StoredCheckpoint>, LedgerError>> {
-        Box::pin(async move {
-            let row =
-                sqlx::query("SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
-                    .fetch_optional(&self.pool)
-                    .await?;
-            row.map(|row| {
-                Ok(StoredCheckpoint {
-                    size: to_u64(row.try_get(0)?)?,
-                    note: row.try_get(1)?,
-                })
-            })
-            .transpose()
-        })
-    }
-
-    fn redact<'a>(
-        &'a self,
-        index: u64,
-        tombstone: &'a Tombstone,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE ledger_payloads SET payload = NULL, redacted_by = $1, redacted_reason = $2, redacted_at = $3 WHERE idx = $4",
-            )
-            .bind(&tombstone.by)
-            .bind(&tombstone.reason)
-            .bind(tombstone.at.unix_micros())
-            .bind(to_i64(index)?)
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(LedgerError::NoSuchEntry(index));
-            }
-            Ok(())
-        })
-    }
-
-    fn meta<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>, LedgerError>> {
-        Box::pin(async move {
-            Ok(
-                sqlx::query_scalar("SELECT value FROM ledger_meta WHERE key = $1")
-                    .bind(key)
-                    .fetch_optional(&self.pool)
-                    .await?,
-            )
-        })
-    }
-
-    fn set_meta<'a>(
-        &'a self,
-        key: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO ledger_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-    }
-}
-
-async fn insert_checkpoint(
-    conn: &mut sqlx::PgConnection,
-    cp: &SignedCheckpoint,
-) -> Result<(), LedgerError> {
-    sqlx::query(
-        "INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING",
-    )
-    .bind(to_i64(cp.checkpoint.size)?)
-    .bind(&cp.note)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

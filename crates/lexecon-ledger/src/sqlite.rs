@@ -1,65 +1,51 @@
-//! The SQLite ledger store (the embedded default).
+//! The SQLite ledger store (the embedded default), on a database file.
 //!
-//! Durability comes from the pool's settings: WAL with `synchronous=FULL` (see
-//! [`open_sqlite`]). Each batch is one `BEGIN IMMEDIATE` transaction (the write lock is
-//! taken before the head is read, so several processes still produce one log) with one
-//! multi-row `INSERT` per table.
+//! Durability comes from the connection settings in `sqlite_settings.rs`: WAL with
+//! `synchronous=FULL`. Each batch is one `BEGIN IMMEDIATE` transaction on the store's own
+//! writer connection (the write lock is taken before the head is read, so several
+//! processes still produce one log) with prepared single-row inserts.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 use std::sync::{Arc, Mutex};
 
-use lexecon_core::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use crate::entry::{Entry, Tombstone};
+use crate::entry::Entry;
 use crate::error::LedgerError;
 use crate::merkle::{Hash, NodeId};
-use crate::note::SignedCheckpoint;
+use crate::sql::{self, entry_from_parts, node_id};
+use crate::sqlite_settings::{configure_direct, sqlite_options};
 use crate::store::{
-    BatchCommitted, BatchPlan, BoxFuture, Head, LedgerStore, Sequenced, StoredCheckpoint,
-    TreeState, frontier_ids, sequence, state_from, to_hash, to_i64, to_u64,
+    BatchCommitted, BatchPlan, BoxFuture, Head, LedgerStore, Sequenced, TreeState, frontier_ids,
+    sequence, state_from, to_hash, to_i64, to_u64,
 };
 
-/// SQLite binds at most 32766 parameters per statement; stay well below.
-const MAX_PARAMS: usize = 30_000;
-
-/// Opens (creating if asked) a SQLite database with the settings the ledger's
-/// durability relies on: WAL, `synchronous=FULL`, and no automatic WAL checkpoints on
-/// the committing connection (the writer checkpoints off the commit path), and a large
-/// row buffer for fast sequential reads.
+/// Opens (creating if asked) a SQLite database file with the settings the ledger's
+/// durability relies on ([`sqlite_options`]).
 pub async fn open_sqlite(path: &Path, create: bool) -> Result<SqlitePool, LedgerError> {
-    let options = SqliteConnectOptions::from_str("sqlite://")?
-        .filename(path)
-        .create_if_missing(create)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(std::time::Duration::from_secs(30))
-        .pragma("wal_autocheckpoint", "0")
-        // Statement journals and sorts in memory, not in files under /var/tmp.
-        .pragma("temp_store", "memory")
-        // Let sqlx's worker thread run ahead by a whole page of rows instead of 50:
-        // verification reads millions of rows, and each stall is a context switch.
-        .row_buffer_size(16_384);
+    let options =
+        sqlite_options(SqliteConnectOptions::new().filename(path)).create_if_missing(create);
     Ok(SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
         .await?)
 }
 
-/// The ledger in a SQLite database.
+/// The ledger in a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteLedgerStore {
     pool: SqlitePool,
-    /// Appends and bulk reads of a database file bypass sqlx (`None` for in-memory
-    /// databases).
+    /// Appends and bulk reads bypass sqlx; `None` when the pool is not on a database file
+    /// (an in-memory database), which the store refuses to use.
     direct: Option<Arc<Direct>>,
 }
 
 impl SqliteLedgerStore {
-    /// A store on an open pool (open it with [`open_sqlite`] for the right pragmas).
+    /// A store on an open pool on a database file (open it with [`open_sqlite`], or with
+    /// [`sqlite_options`], for the right pragmas). On any other database, such as an
+    /// in-memory one, every read of the log and every append fails: an acknowledged entry
+    /// must be durable.
     pub fn new(pool: SqlitePool) -> Self {
         let file = pool.connect_options().get_filename().to_path_buf();
         let on_disk = !file.starts_with(":memory:")
@@ -79,6 +65,20 @@ impl SqliteLedgerStore {
     /// The pool.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The store's own connections to its database file (there are none on an in-memory
+    /// database).
+    fn direct(&self) -> Result<&Arc<Direct>, LedgerError> {
+        self.direct.as_ref().ok_or_else(|| {
+            LedgerError::NotAFile(
+                self.pool
+                    .connect_options()
+                    .get_filename()
+                    .display()
+                    .to_string(),
+            )
+        })
     }
 }
 
@@ -131,8 +131,7 @@ impl Direct {
                             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(direct_error)?;
-                    conn.busy_timeout(std::time::Duration::from_secs(30))
-                        .map_err(direct_error)?;
+                    configure_direct(&conn).map_err(direct_error)?;
                     conn
                 }
             };
@@ -206,22 +205,13 @@ impl Direct {
     }
 }
 
-/// The writer's connection, with the settings durability relies on (as [`open_sqlite`]).
+/// The writer's connection, with the settings durability relies on.
 fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "journal_mode is {mode}, not wal"
-        )));
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    configure_direct(&conn)?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
 }
@@ -236,9 +226,7 @@ fn write_batch(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(direct_error)?;
     let head = {
-        let mut stmt = tx
-            .prepare_cached("SELECT idx, leaf_hash FROM ledger_leaves ORDER BY idx DESC LIMIT 1")
-            .map_err(direct_error)?;
+        let mut stmt = tx.prepare_cached(sql::HEAD).map_err(direct_error)?;
         let mut rows = stmt.query([]).map_err(direct_error)?;
         match rows.next().map_err(direct_error)? {
             None => Head::default(),
@@ -284,12 +272,10 @@ fn write_batch(
                 .map_err(direct_error)?;
         }
         if let Some(cp) = &seq.checkpoint {
-            tx.prepare_cached(
-                "INSERT INTO ledger_checkpoints (size, note) VALUES (?, ?) ON CONFLICT (size) DO NOTHING",
-            )
-            .map_err(direct_error)?
-            .execute((to_i64(cp.checkpoint.size)?, &cp.note))
-            .map_err(direct_error)?;
+            tx.prepare_cached(sql::INSERT_CHECKPOINT)
+                .map_err(direct_error)?
+                .execute((to_i64(cp.checkpoint.size)?, &cp.note))
+                .map_err(direct_error)?;
         }
     }
     tx.commit().map_err(direct_error)?;
@@ -314,7 +300,7 @@ fn direct_entries(
     from: i64,
     limit: i64,
 ) -> Result<Vec<Entry>, LedgerError> {
-    let mut stmt = conn.prepare_cached(ENTRIES_SQL).map_err(direct_error)?;
+    let mut stmt = conn.prepare_cached(sql::ENTRIES).map_err(direct_error)?;
     let mut rows = stmt.query((from, limit)).map_err(direct_error)?;
     let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1 << 20));
     while let Some(row) = rows.next().map_err(direct_error)? {
@@ -400,18 +386,6 @@ fn direct_nodes(
     Ok(out)
 }
 
-fn node_id(level: i32, index: i64) -> Result<NodeId, LedgerError> {
-    Ok(NodeId {
-        level: u8::try_from(level)
-            .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
-        index: to_u64(index)?,
-    })
-}
-
-const ENTRIES_SQL: &str = "SELECT l.idx, l.leaf, l.leaf_hash, p.payload, p.redacted_by, p.redacted_reason, p.redacted_at \
-     FROM ledger_leaves l LEFT JOIN ledger_payloads p ON p.idx = l.idx \
-     WHERE l.idx >= ? ORDER BY l.idx LIMIT ?";
-
 /// Pages of the proof index in `pos` order (the order [`LedgerStore::node_page`] leaves
 /// to the store).
 const NODE_PAGE_SQL: &str =
@@ -444,125 +418,20 @@ fn stored_pos(level: i32, idx: i64) -> Result<i64, LedgerError> {
 
 /// Applies the ledger's SQLite migrations, leaving other crates' migrations alone.
 pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), LedgerError> {
-    let mut migrator = sqlx::migrate!("./migrations/sqlite");
-    migrator.set_ignore_missing(true);
-    migrator.run(pool).await?;
-    Ok(())
+    sql::run_migrations(sqlx::migrate!("./migrations/sqlite"), pool).await
 }
 
-async fn read_head<'e>(
-    exec: impl sqlx::Executor<'e, Database = Sqlite>,
-) -> Result<Head, LedgerError> {
-    let row = sqlx::query("SELECT idx, leaf_hash FROM ledger_leaves ORDER BY idx DESC LIMIT 1")
-        .fetch_optional(exec)
-        .await?;
-    match row {
-        None => Ok(Head::default()),
-        Some(row) => Ok(Head {
-            size: to_u64(row.try_get::<i64, _>(0)?)? + 1,
-            last_leaf_hash: to_hash(row.try_get::<&[u8], _>(1)?)?,
-        }),
-    }
-}
-
-async fn read_nodes(
-    conn: &mut sqlx::SqliteConnection,
-    ids: &[NodeId],
-) -> Result<Vec<Hash>, LedgerError> {
-    let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(ids.len());
-    // One statement per chunk (leaf hashes and interior nodes together): each sqlx
-    // statement costs a hand-off to its worker thread.
-    // At most 256 ids per statement: the OR chain must stay below SQLite's expression
-    // depth limit (1,000).
-    for chunk in ids.chunks(256) {
-        let leaves: Vec<i64> = chunk
-            .iter()
-            .filter(|id| id.level == 0)
-            .map(|id| to_i64(id.index))
-            .collect::<Result<_, _>>()?;
-        let inner: Vec<&NodeId> = chunk.iter().filter(|id| id.level > 0).collect();
-        let mut q = QueryBuilder::<Sqlite>::new("");
-        if !leaves.is_empty() {
-            q.push("SELECT 0, idx, leaf_hash FROM ledger_leaves WHERE idx IN (");
-            let mut sep = q.separated(", ");
-            for i in &leaves {
-                sep.push_bind(*i);
-            }
-            q.push(")");
-        }
-        if !inner.is_empty() {
-            if !leaves.is_empty() {
-                q.push(" UNION ALL ");
-            }
-            // Point lookups on the integer primary key.
-            q.push("SELECT level, idx, hash FROM ledger_nodes WHERE pos IN (");
-            let mut sep = q.separated(", ");
-            for id in inner {
-                sep.push_bind(node_pos(*id)?);
-            }
-            q.push(")");
-        }
-        if chunk.is_empty() {
-            continue;
-        }
-        for row in q.build().fetch_all(&mut *conn).await? {
-            let level: i32 = row.try_get(0)?;
-            let id = NodeId {
-                level: u8::try_from(level)
-                    .map_err(|_| LedgerError::Corrupt(format!("node level {level}")))?,
-                index: to_u64(row.try_get(1)?)?,
-            };
-            found.insert(id, to_hash(row.try_get::<&[u8], _>(2)?)?);
-        }
-    }
-    ids.iter()
-        .map(|id| {
-            found.get(id).copied().ok_or_else(|| {
-                LedgerError::Corrupt(format!(
-                    "subtree hash at level {} index {} is missing",
-                    id.level, id.index
-                ))
-            })
-        })
-        .collect()
-}
-
-pub(crate) fn entry_from_parts(
-    index: i64,
-    leaf: Vec<u8>,
-    leaf_hash: &[u8],
-    payload: Option<Vec<u8>>,
-    by: Option<String>,
-    reason: Option<String>,
-    at: Option<i64>,
-) -> Result<Entry, LedgerError> {
-    let tombstone = by.map(|by| Tombstone {
-        by,
-        reason: reason.unwrap_or_default(),
-        at: Timestamp::from_unix_micros(at.unwrap_or_default()),
-    });
-    Ok(Entry {
-        index: to_u64(index)?,
-        leaf,
-        leaf_hash: to_hash(leaf_hash)?,
-        payload,
-        tombstone,
-    })
-}
+sql::shared_functions!(sqlx::Sqlite);
 
 impl LedgerStore for SqliteLedgerStore {
-    fn head(&self) -> BoxFuture<'_, Result<Head, LedgerError>> {
-        Box::pin(read_head(&self.pool))
-    }
+    sql::shared_methods!();
 
     fn nodes<'a>(&'a self, ids: &'a [NodeId]) -> BoxFuture<'a, Result<Vec<Hash>, LedgerError>> {
         Box::pin(async move {
-            if let Some(direct) = &self.direct {
-                let ids = ids.to_vec();
-                return direct.run(move |c| direct_read_nodes(c, &ids)).await;
-            }
-            let mut conn = self.pool.acquire().await?;
-            read_nodes(&mut conn, ids).await
+            let ids = ids.to_vec();
+            self.direct()?
+                .run(move |c| direct_read_nodes(c, &ids))
+                .await
         })
     }
 
@@ -571,79 +440,7 @@ impl LedgerStore for SqliteLedgerStore {
         state: &'a mut TreeState,
         plan: BatchPlan<'a>,
     ) -> BoxFuture<'a, Result<BatchCommitted, LedgerError>> {
-        Box::pin(async move {
-            if let Some(direct) = &self.direct {
-                return append_direct(self, direct, state, plan).await;
-            }
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let head = read_head(&mut *tx).await?;
-            let mut next =
-                if head.size == state.size() && head.last_leaf_hash == state.last_leaf_hash {
-                    state.clone()
-                } else {
-                    let hashes = read_nodes(&mut tx, &frontier_ids(&head)).await?;
-                    state_from(&head, hashes)?
-                };
-            let first_index = next.size();
-            let seq = sequence(&mut next, &plan)?;
-            for chunk in 0..seq.indexes.len().div_ceil(MAX_PARAMS / 3) {
-                let lo = chunk * (MAX_PARAMS / 3);
-                let hi = (lo + MAX_PARAMS / 3).min(seq.indexes.len());
-                let rows = (lo..hi).filter_map(|i| {
-                    Some((
-                        seq.indexes.get(i)?,
-                        seq.leaves.get(i)?,
-                        seq.leaf_hashes.get(i)?,
-                    ))
-                });
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO ledger_leaves (idx, leaf, leaf_hash) ",
-                );
-                q.push_values(rows, |mut b, (i, leaf, h)| {
-                    b.push_bind(*i)
-                        .push_bind(leaf.as_slice())
-                        .push_bind(h.as_slice());
-                });
-                q.build().execute(&mut *tx).await?;
-                let rows = (lo..hi)
-                    .filter_map(|i| Some((seq.indexes.get(i)?, &plan.entries.get(i)?.payload)));
-                let mut q =
-                    QueryBuilder::<Sqlite>::new("INSERT INTO ledger_payloads (idx, payload) ");
-                q.push_values(rows, |mut b, (i, payload)| {
-                    b.push_bind(*i).push_bind(payload.as_slice());
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            for chunk in 0..seq.node_levels.len().div_ceil(MAX_PARAMS / 3) {
-                let lo = chunk * (MAX_PARAMS / 3);
-                let hi = (lo + MAX_PARAMS / 3).min(seq.node_levels.len());
-                let rows = (lo..hi).filter_map(|i| {
-                    Some((
-                        seq.node_levels.get(i)?,
-                        seq.node_indexes.get(i)?,
-                        seq.node_hashes.get(i)?,
-                    ))
-                });
-                let rows: Vec<(i64, &Vec<u8>)> = rows
-                    .map(|(l, i, h)| Ok((stored_pos(*l, *i)?, h)))
-                    .collect::<Result<_, LedgerError>>()?;
-                let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO ledger_nodes (pos, hash) ");
-                q.push_values(rows, |mut b, (pos, h)| {
-                    b.push_bind(pos).push_bind(h.as_slice());
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            if let Some(cp) = &seq.checkpoint {
-                insert_checkpoint(&mut tx, cp).await?;
-            }
-            tx.commit().await?;
-            *state = next;
-            Ok(BatchCommitted {
-                first_index,
-                leaf_hashes: seq.leaf_hashes,
-                checkpoint: seq.checkpoint,
-            })
-        })
+        Box::pin(async move { append_direct(self.direct()?, state, plan).await })
     }
 
     fn node_page(
@@ -657,149 +454,18 @@ impl LedgerStore for SqliteLedgerStore {
                 None => -1,
             };
             let limit = to_i64(limit)?;
-            if let Some(direct) = &self.direct {
-                return direct.run(move |c| direct_nodes(c, after, limit)).await;
-            }
-            let rows = sqlx::query(NODE_PAGE_SQL)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-            rows.into_iter()
-                .map(|row| {
-                    Ok((
-                        node_id(row.try_get(0)?, row.try_get(1)?)?,
-                        to_hash(row.try_get::<&[u8], _>(2)?)?,
-                    ))
-                })
-                .collect()
-        })
-    }
-
-    fn put_checkpoint<'a>(
-        &'a self,
-        checkpoint: &'a SignedCheckpoint,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        Box::pin(async move {
-            let mut conn = self.pool.acquire().await?;
-            insert_checkpoint(&mut conn, checkpoint).await
+            self.direct()?
+                .run(move |c| direct_nodes(c, after, limit))
+                .await
         })
     }
 
     fn entries(&self, from: u64, limit: u64) -> BoxFuture<'_, Result<Vec<Entry>, LedgerError>> {
         Box::pin(async move {
             let (from, limit) = (to_i64(from)?, to_i64(limit)?);
-            if let Some(direct) = &self.direct {
-                return direct.run(move |c| direct_entries(c, from, limit)).await;
-            }
-            let rows = sqlx::query(ENTRIES_SQL)
-                .bind(from)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-            rows.into_iter()
-                .map(|row| {
-                    entry_from_parts(
-                        row.try_get(0)?,
-                        row.try_get(1)?,
-                        row.try_get::<&[u8], _>(2)?,
-                        row.try_get(3)?,
-                        row.try_get(4)?,
-                        row.try_get(5)?,
-                        row.try_get(6)?,
-                    )
-                })
-                .collect()
-        })
-    }
-
-    fn checkpoints(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> BoxFuture<'_, Result<Vec<StoredCheckpoint>, LedgerError>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT size, note FROM ledger_checkpoints WHERE size >= ? AND size <= ? ORDER BY size",
-            )
-            .bind(to_i64(from)?)
-            .bind(to_i64(to.min(i64::MAX as u64))?)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.into_iter()
-                .map(|row| {
-                    Ok(StoredCheckpoint {
-                        size: to_u64(row.try_get(0)?)?,
-                        note: row.try_get(1)?,
-                    })
-                })
-                .collect()
-        })
-    }
-
-    fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<StoredCheckpoint>, LedgerError>> {
-        Box::pin(async move {
-            let row =
-                sqlx::query("SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1")
-                    .fetch_optional(&self.pool)
-                    .await?;
-            row.map(|row| {
-                Ok(StoredCheckpoint {
-                    size: to_u64(row.try_get(0)?)?,
-                    note: row.try_get(1)?,
-                })
-            })
-            .transpose()
-        })
-    }
-
-    fn redact<'a>(
-        &'a self,
-        index: u64,
-        tombstone: &'a Tombstone,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE ledger_payloads SET payload = NULL, redacted_by = ?, redacted_reason = ?, redacted_at = ? WHERE idx = ?",
-            )
-            .bind(&tombstone.by)
-            .bind(&tombstone.reason)
-            .bind(tombstone.at.unix_micros())
-            .bind(to_i64(index)?)
-            .execute(&self.pool)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(LedgerError::NoSuchEntry(index));
-            }
-            Ok(())
-        })
-    }
-
-    fn meta<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>, LedgerError>> {
-        Box::pin(async move {
-            Ok(
-                sqlx::query_scalar("SELECT value FROM ledger_meta WHERE key = ?")
-                    .bind(key)
-                    .fetch_optional(&self.pool)
-                    .await?,
-            )
-        })
-    }
-
-    fn set_meta<'a>(
-        &'a self,
-        key: &'a str,
-        value: &'a str,
-    ) -> BoxFuture<'a, Result<(), LedgerError>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO ledger_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
+            self.direct()?
+                .run(move |c| direct_entries(c, from, limit))
+                .await
         })
     }
 
@@ -845,7 +511,6 @@ impl LedgerStore for SqliteLedgerStore {
 /// direct connection; when another process has appended meanwhile, re-reads the head's
 /// frontier and sequences again.
 async fn append_direct(
-    store: &SqliteLedgerStore,
     direct: &Arc<Direct>,
     state: &mut TreeState,
     plan: BatchPlan<'_>,
@@ -870,8 +535,8 @@ async fn append_direct(
                 });
             }
             Err(HeadMoved(head)) => {
-                let mut conn = store.pool.acquire().await?;
-                let hashes = read_nodes(&mut conn, &frontier_ids(&head)).await?;
+                let ids = frontier_ids(&head);
+                let hashes = direct.run(move |c| direct_read_nodes(c, &ids)).await?;
                 base = state_from(&head, hashes)?;
                 expected = head;
             }
@@ -889,36 +554,18 @@ const CHECKPOINT_TAIL_FRAMES: i64 = 32;
 /// How often one batch re-sequences after other processes appended first.
 const MAX_HEAD_RETRIES: usize = 64;
 
-async fn insert_checkpoint(
-    conn: &mut sqlx::SqliteConnection,
-    cp: &SignedCheckpoint,
-) -> Result<(), LedgerError> {
-    sqlx::query(
-        "INSERT INTO ledger_checkpoints (size, note) VALUES (?, ?) ON CONFLICT (size) DO NOTHING",
-    )
-    .bind(to_i64(cp.checkpoint.size)?)
-    .bind(&cp.note)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, reason = "a short index is a test failure")]
 mod tests {
     use super::*;
 
-    /// The direct reader is used for database files, and reads exactly what sqlx reads:
-    /// a plain entry, a redacted one, one without a payload row, and subtree hashes.
+    /// The store's own readers decode every stored form: a plain entry, a redacted one,
+    /// one without a payload row, a TEXT payload, subtree hashes, and bad hashes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn direct_reads_of_a_file_agree_with_sqlx() {
+    async fn direct_reads_decode_what_is_stored() {
         let dir = tempfile::tempdir().unwrap();
         let pool = open_sqlite(&dir.path().join("l.db"), true).await.unwrap();
         let store = SqliteLedgerStore::new(pool.clone());
-        assert!(
-            store.direct.is_some(),
-            "a database file must be read directly"
-        );
         store.migrate().await.unwrap();
         for i in 0..5_i64 {
             sqlx::query("INSERT INTO ledger_leaves (idx, leaf, leaf_hash) VALUES (?, ?, ?)")
@@ -936,7 +583,7 @@ mod tests {
                     })
                     .unwrap(),
                 )
-                .bind(vec![7u8; 32])
+                .bind(vec![10 + u8::try_from(i).unwrap(); 32])
                 .execute(&pool)
                 .await
                 .unwrap();
@@ -950,22 +597,37 @@ mod tests {
             .await
             .unwrap();
 
-        let via_sqlx = SqliteLedgerStore {
-            pool: pool.clone(),
-            direct: None,
+        let entry = |i: u8, payload: Option<&[u8]>, tombstone| Entry {
+            index: u64::from(i),
+            leaf: vec![i; 3],
+            leaf_hash: [i; 32],
+            payload: payload.map(<[u8]>::to_vec),
+            tombstone,
         };
-        let direct = store.entries(1, 10).await.unwrap();
-        assert_eq!(direct, via_sqlx.entries(1, 10).await.unwrap());
-        assert_eq!(direct.len(), 4);
-        assert_eq!(direct[1].payload.as_deref(), Some(&b"[1]"[..]));
+        let dpo = crate::Tombstone {
+            by: "dpo".into(),
+            reason: "gdpr erasure".into(),
+            at: lexecon_core::Timestamp::from_unix_micros(5),
+        };
         assert_eq!(
-            direct[2].tombstone.as_ref().map(|t| t.by.as_str()),
-            Some("dpo")
+            store.entries(1, 10).await.unwrap(),
+            [
+                entry(1, None, None),
+                entry(2, Some(b"[1]"), None),
+                entry(3, None, Some(dpo)),
+                entry(4, None, None),
+            ]
         );
-        let after = Some(NodeId { level: 1, index: 1 });
-        let nodes = store.node_page(after, 2).await.unwrap();
-        assert_eq!(nodes, via_sqlx.node_page(after, 2).await.unwrap());
-        assert_eq!(nodes.len(), 2);
+        assert_eq!(
+            store
+                .node_page(Some(NodeId { level: 1, index: 1 }), 2)
+                .await
+                .unwrap(),
+            [
+                (NodeId { level: 1, index: 2 }, [12; 32]),
+                (NodeId { level: 1, index: 3 }, [13; 32]),
+            ]
+        );
         let ids = [
             NodeId { level: 0, index: 1 },
             NodeId { level: 1, index: 3 },
@@ -973,22 +635,20 @@ mod tests {
         ];
         assert_eq!(
             store.nodes(&ids).await.unwrap(),
-            via_sqlx.nodes(&ids).await.unwrap()
+            [[1; 32], [13; 32], [4; 32]]
         );
         let missing = [NodeId {
             level: 1,
             index: 99,
         }];
         assert!(store.nodes(&missing).await.is_err());
-        assert!(via_sqlx.nodes(&missing).await.is_err());
 
-        // A bad stored hash is reported, not panicked on, on either path.
+        // A bad stored hash is reported, not panicked on.
         sqlx::query("UPDATE ledger_leaves SET leaf_hash = x'00' WHERE idx = 4")
             .execute(&pool)
             .await
             .unwrap();
         assert!(store.entries(0, 10).await.is_err());
-        assert!(via_sqlx.entries(0, 10).await.is_err());
     }
 
     /// Subtree hashes come into being in `pos` order (so a batch appends to the end of the
@@ -1008,7 +668,8 @@ mod tests {
         let pos: Vec<i64> = ids.iter().map(|id| node_pos(*id).unwrap()).collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "not in creation order");
 
-        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open_sqlite(&dir.path().join("l.db"), true).await.unwrap();
         migrate_sqlite(&pool).await.unwrap();
         for (p, id) in pos.iter().zip(&ids) {
             sqlx::query("INSERT INTO ledger_nodes (pos, hash) VALUES (?, ?)")
@@ -1028,8 +689,10 @@ mod tests {
             .map(|(l, i)| node_id(l, i).unwrap())
             .collect();
         assert_eq!(back, ids);
-        let mut conn = pool.acquire().await.unwrap();
-        let hashes = read_nodes(&mut conn, &ids[100..110]).await.unwrap();
+        let hashes = SqliteLedgerStore::new(pool)
+            .nodes(&ids[100..110])
+            .await
+            .unwrap();
         assert_eq!(
             hashes,
             ids[100..110]
@@ -1112,9 +775,26 @@ mod tests {
         }
     }
 
+    /// An in-memory database would lose acknowledged entries: the store refuses to read
+    /// or append the log there, and says what to do.
     #[tokio::test]
-    async fn an_in_memory_database_is_read_through_sqlx() {
+    async fn an_in_memory_database_is_refused() {
         let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
-        assert!(SqliteLedgerStore::new(pool).direct.is_none());
+        let store = SqliteLedgerStore::new(pool);
+        store.migrate().await.unwrap();
+        let err = crate::load_state(&store).await.unwrap_err();
+        assert!(matches!(err, LedgerError::NotAFile(_)), "{err}");
+        assert!(err.to_string().contains("sqlite://PATH"), "{err}");
+        let hook = |_: &crate::merkle::Frontier| Ok(None);
+        let plan = BatchPlan {
+            entries: &[],
+            timestamp: lexecon_core::Timestamp::from_unix_micros(0),
+            checkpoint: &hook,
+        };
+        let err = store
+            .append_batch(&mut TreeState::default(), plan)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LedgerError::NotAFile(_)), "{err}");
     }
 }
