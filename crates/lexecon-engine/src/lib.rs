@@ -24,3 +24,8 @@ pub use engine::{
     auth_config, auth_service_with, migrate_all,
 };
 pub use layout::DataDir;
+
+/// Serializes the tests that set process environment variables (figment's `Jail`) with
+/// the tests that read the configuration from the environment.
+#[cfg(test)]
+pub(crate) static TEST_ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -9,6 +9,13 @@ use figment::Jail;
 
 use super::*;
 
+/// `Jail::expect_with` holding the crate's environment lock: a jail sets real process
+/// environment variables, which `init` and `Config::load` in other tests would read.
+fn jail(f: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
+    let _env = crate::TEST_ENV_LOCK.blocking_lock();
+    Jail::expect_with(f);
+}
+
 fn load_in(jail: &Jail) -> Result<Config, ConfigError> {
     Config::load(&Sources {
         data_dir: Some(jail.directory().to_path_buf()),
@@ -18,7 +25,7 @@ fn load_in(jail: &Jail) -> Result<Config, ConfigError> {
 
 #[test]
 fn defaults_match_the_contract() {
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         let config = load_in(jail).unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(config.server.metrics_listen.to_string(), "127.0.0.1:9464");
@@ -36,7 +43,7 @@ fn defaults_match_the_contract() {
 
 #[test]
 fn the_init_template_parses_to_the_defaults() {
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(CONFIG_FILE, &default_config_file("lexecon-1"))?;
         let mut config = load_in(jail).unwrap();
         config.data_dir = PathBuf::new();
@@ -48,7 +55,7 @@ fn the_init_template_parses_to_the_defaults() {
 
 #[test]
 fn file_overrides_defaults_and_env_overrides_file() {
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(
             CONFIG_FILE,
             "[tokens]\nttl_secs = 60\nclock_skew_secs = 2\n",
@@ -69,14 +76,14 @@ fn file_overrides_defaults_and_env_overrides_file() {
 
 #[test]
 fn unknown_keys_are_errors_naming_key_and_source() {
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(CONFIG_FILE, "[tokens]\nttl_sec = 60\n")?;
         let msg = load_in(jail).unwrap_err().to_string();
         assert!(msg.contains("ttl_sec"), "{msg}");
         assert!(msg.contains("lexecon.toml"), "{msg}");
         Ok(())
     });
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.set_env("LEXECON_SERVER__LISTN", "x");
         let msg = load_in(jail).unwrap_err().to_string();
         assert!(msg.contains("listn"), "{msg}");
@@ -87,13 +94,13 @@ fn unknown_keys_are_errors_naming_key_and_source() {
 
 #[test]
 fn wrong_types_and_out_of_range_values_name_the_key() {
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(CONFIG_FILE, "[server]\nlisten = \"not an address\"\n")?;
         let msg = load_in(jail).unwrap_err().to_string();
         assert!(msg.contains("server.listen"), "{msg}");
         Ok(())
     });
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.set_env("LEXECON_TOKENS__TTL_SECS", "0");
         let msg = load_in(jail).unwrap_err().to_string();
         assert!(
@@ -106,7 +113,7 @@ fn wrong_types_and_out_of_range_values_name_the_key() {
         );
         Ok(())
     });
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(CONFIG_FILE, "[database]\nurl = \"mysql://x\"\n")?;
         let msg = load_in(jail).unwrap_err().to_string();
         assert!(
@@ -133,7 +140,7 @@ fn a_missing_explicit_config_file_is_an_error() {
 
 #[test]
 fn oidc_providers_and_mfa_roles_come_from_the_auth_section() {
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(
             CONFIG_FILE,
             "[auth]\nmfa_required_roles = [\"admin\"]\n[[auth.oidc]]\nname = \"corp\"\nissuer = \"https://login.example.com\"\nclient_id = \"lexecon\"\nrole_map = { \"lexecon-admins\" = \"admin\" }\njwks_file = \"/etc/lexecon/jwks.json\"\n",
@@ -150,7 +157,7 @@ fn oidc_providers_and_mfa_roles_come_from_the_auth_section() {
         assert_eq!(auth.mfa_required_roles, vec![lexecon_auth::Role::Admin]);
         Ok(())
     });
-    Jail::expect_with(|jail| {
+    jail(|jail| {
         jail.create_file(CONFIG_FILE, "[[auth.oidc]]\nname = \"corp\"\nissuer = \"i\"\nclient_id = \"c\"\njwks_url = \"https://login.example.com/jwks\"\njwks_cache_secs = 60\n")?;
         let config = load_in(jail).unwrap();
         assert_eq!(config.auth.oidc[0].jwks_cache_secs, 60);
@@ -179,7 +186,7 @@ fn an_oidc_provider_needs_exactly_one_safe_key_source() {
         ),
     ];
     for (lines, want) in cases {
-        Jail::expect_with(|jail| {
+        jail(|jail| {
             jail.create_file(
                 CONFIG_FILE,
                 &format!(

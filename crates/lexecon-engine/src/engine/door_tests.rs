@@ -13,7 +13,8 @@ use proptest::prelude::*;
 use super::tests::open;
 use super::*;
 
-fn action(actor: &str) -> ActionInput {
+/// The starter policy's approved read, for `actor`.
+pub(super) fn action(actor: &str) -> ActionInput {
     ActionInput {
         actor: actor.into(),
         action: "read:customer_data".into(),

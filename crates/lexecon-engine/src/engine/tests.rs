@@ -15,13 +15,7 @@ use crate::config::Sources;
 use crate::init::{InitOptions, init};
 
 fn action() -> ActionInput {
-    ActionInput {
-        actor: "ai_agent:customer_service".into(),
-        action: "read:customer_data".into(),
-        tool: "database_query".into(),
-        data_classes: vec!["pii".into()],
-        ..ActionInput::default()
-    }
+    super::door_tests::action("ai_agent:customer_service")
 }
 
 /// A Decide of the usual request with `request_id`.
@@ -50,6 +44,8 @@ pub(super) async fn open(
     database_url: Option<&str>,
 ) -> Arc<Engine> {
     let data = dir.join("data");
+    // Config tests set LEXECON_* variables in the process; init and load read them.
+    let env = crate::TEST_ENV_LOCK.lock().await;
     if !data.join("lexecon.toml").exists() {
         let options = InitOptions {
             data_dir: data.clone(),
@@ -64,6 +60,7 @@ pub(super) async fn open(
         config_file: None,
     })
     .unwrap();
+    drop(env);
     if let Some(url) = database_url {
         config.database.url = Some(url.to_owned());
     }
