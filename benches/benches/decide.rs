@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lexecon_core::SystemClock;
-use lexecon_engine::{ActionInput, Caller, DecideInput, Engine};
 use lexecon_engine::config::{Config, Sources};
 use lexecon_engine::init::{InitOptions, init};
+use lexecon_engine::{ActionInput, Caller, DecideInput, Engine};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
