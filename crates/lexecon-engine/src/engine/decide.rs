@@ -327,11 +327,16 @@ impl Engine {
                 if !payload.windows(id.len()).any(|w| w == id.as_bytes()) {
                     continue;
                 }
-                if entry
-                    .payload_json()
-                    .as_ref()
-                    .and_then(|j| j.get("decision_id")?.as_str())
-                    == Some(&id)
+                // Other kinds of entry may name a decision too; only its own entry counts.
+                let is_decision = entry
+                    .decode_leaf()
+                    .is_ok_and(|leaf| leaf.kind == EntryKind::Decision);
+                if is_decision
+                    && entry
+                        .payload_json()
+                        .as_ref()
+                        .and_then(|j| j.get("decision_id")?.as_str())
+                        == Some(&id)
                 {
                     return Ok(Some(entry));
                 }

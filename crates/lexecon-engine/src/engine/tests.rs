@@ -323,3 +323,22 @@ async fn a_stored_decision_keeps_no_usable_token_and_replays_the_same_one() {
     let again = engine.decide(&alice(), request("r-4")).await.unwrap();
     assert_eq!(again, first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_decisions_own_entry_answers_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    // A claim whose decision was never appended, and another kind of entry that names
+    // the same decision (as escalation and grant entries will).
+    let (abandoned, _) = claim_only(&engine, "r-8").await;
+    engine
+        .ledger
+        .append(
+            lexecon_ledger::EntryKind::Note,
+            serde_json::json!({"decision_id": abandoned.decision.decision_id.to_string()}),
+        )
+        .await
+        .unwrap();
+    let err = engine.decide(&alice(), request("r-8")).await.unwrap_err();
+    assert!(matches!(err, EngineError::InProgress(_)), "{err:?}");
+}
