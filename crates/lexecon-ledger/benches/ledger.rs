@@ -63,6 +63,7 @@ async fn big_store(dir: &std::path::Path, n: u64) -> Arc<dyn LedgerStore> {
                     kind: EntryKind::Decision,
                     payload_hash: payload_hash(&p),
                     payload: p,
+                    side: Vec::new(),
                 }
             })
             .collect();

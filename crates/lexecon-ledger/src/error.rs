@@ -58,6 +58,9 @@ pub enum LedgerError {
     /// A batch failed; every caller of the batch sees the same cause.
     #[error(transparent)]
     Shared(std::sync::Arc<LedgerError>),
+    /// A side row does not fit its table, or the table is badly defined.
+    #[error("{0}")]
+    SideRow(String),
     /// The entry to redact does not exist.
     #[error("there is no entry {0} to redact")]
     NoSuchEntry(u64),

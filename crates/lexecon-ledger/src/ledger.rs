@@ -19,6 +19,7 @@ use crate::merkle::{
     Frontier, Hash, ProofPlan, consistency_ranges, fold_range, inclusion_ranges, range_nodes,
 };
 use crate::note::{CheckpointSigner, NoteVerifier, SignedCheckpoint};
+use crate::side::SideRow;
 use crate::store::{BatchPlan, LedgerStore, NewEntry, TreeState, load_state};
 
 /// The meta key holding every verifier key the log was signed with, one per line.
@@ -116,6 +117,8 @@ type Reply<T> = oneshot::Sender<Result<T, Arc<LedgerError>>>;
 
 enum Cmd {
     Append(NewEntry, Reply<Receipt>),
+    /// Entries committed together, in one batch, at consecutive indexes.
+    AppendGroup(Vec<NewEntry>, Reply<Vec<Receipt>>),
     Checkpoint(Reply<SignedCheckpoint>),
     Shutdown(Reply<Option<SignedCheckpoint>>),
 }
@@ -158,6 +161,7 @@ impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Cmd::Append(..) => "Append",
+            Cmd::AppendGroup(..) => "AppendGroup",
             Cmd::Checkpoint(_) => "Checkpoint",
             Cmd::Shutdown(_) => "Shutdown",
         })
@@ -241,15 +245,45 @@ impl Ledger {
         kind: EntryKind,
         payload: Vec<u8>,
     ) -> Result<Receipt, LedgerError> {
-        // Hash here, on the caller's task, so the single writer does less.
-        let entry = NewEntry {
-            kind,
-            payload_hash: payload_hash(&payload),
-            payload,
-        };
+        self.append_entry(kind, payload, Vec::new()).await
+    }
+
+    /// Appends an entry (serialized JSON) with rows for side tables, written in the
+    /// entry's transaction with its index as `idx`. A row that does not fit its table is
+    /// refused here, before anything is queued; a row the database refuses fails the
+    /// whole batch, and no entry of it is written.
+    pub async fn append_entry(
+        &self,
+        kind: EntryKind,
+        payload: Vec<u8>,
+        side: Vec<SideRow>,
+    ) -> Result<Receipt, LedgerError> {
+        let entry = new_entry(kind, payload, side)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Append(entry, reply))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        shared(rx.await.map_err(|_| LedgerError::Closed)?)
+    }
+
+    /// Appends entries (serialized JSON, each with its side rows) in one transaction at
+    /// consecutive indexes: a group is never split across batches. Any row that does not
+    /// fit its table refuses the whole group before anything is queued.
+    pub async fn append_group(
+        &self,
+        entries: Vec<(EntryKind, Vec<u8>, Vec<SideRow>)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = entries
+            .into_iter()
+            .map(|(kind, payload, side)| new_entry(kind, payload, side))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::AppendGroup(entries, reply))
             .await
             .map_err(|_| LedgerError::Closed)?;
         shared(rx.await.map_err(|_| LedgerError::Closed)?)
@@ -354,6 +388,56 @@ impl Ledger {
             at: self.clock.now(),
         };
         self.store.redact(index, &tombstone).await
+    }
+}
+
+/// Checks the side rows and hashes the payload, on the caller's task, so a bad row is
+/// refused alone and the single writer does less.
+fn new_entry(
+    kind: EntryKind,
+    payload: Vec<u8>,
+    side: Vec<SideRow>,
+) -> Result<NewEntry, LedgerError> {
+    for row in &side {
+        row.check()?;
+    }
+    Ok(NewEntry {
+        kind,
+        payload_hash: payload_hash(&payload),
+        payload,
+        side,
+    })
+}
+
+/// Who waits for the entries of a batch: one caller per entry, or one per group.
+enum Waiter {
+    One(Reply<Receipt>),
+    Group(usize, Reply<Vec<Receipt>>),
+}
+
+/// The entries of the next batch and who waits for them, in order.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<NewEntry>,
+    waiters: Vec<Waiter>,
+}
+
+impl Batch {
+    /// Takes an append; hands back any other command.
+    fn take(&mut self, cmd: Cmd) -> Option<Cmd> {
+        match cmd {
+            Cmd::Append(e, r) => {
+                self.entries.push(e);
+                self.waiters.push(Waiter::One(r));
+                None
+            }
+            Cmd::AppendGroup(es, r) => {
+                self.waiters.push(Waiter::Group(es.len(), r));
+                self.entries.extend(es);
+                None
+            }
+            other => Some(other),
+        }
     }
 }
 
@@ -493,7 +577,7 @@ impl Writer {
     async fn run(mut self) {
         let interval = Duration::from_millis(self.config.checkpoint_interval_ms.max(1));
         let mut deadline = Instant::now() + interval;
-        let mut batch: Vec<(NewEntry, Reply<Receipt>)> = Vec::new();
+        let mut batch = Batch::default();
         loop {
             let cmd = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(cmd)) => cmd,
@@ -507,19 +591,15 @@ impl Writer {
                     continue;
                 }
             };
-            let mut control = None;
-            match cmd {
-                Cmd::Append(e, r) => batch.push((e, r)),
-                other => control = Some(other),
-            }
-            while control.is_none() && batch.len() < self.config.max_batch.max(1) {
+            // A group counts whole against `max_batch` and is never split.
+            let mut control = batch.take(cmd);
+            while control.is_none() && batch.entries.len() < self.config.max_batch.max(1) {
                 match self.rx.try_recv() {
-                    Ok(Cmd::Append(e, r)) => batch.push((e, r)),
-                    Ok(other) => control = Some(other),
+                    Ok(cmd) => control = batch.take(cmd),
                     Err(_) => break,
                 }
             }
-            if !batch.is_empty() {
+            if !batch.waiters.is_empty() {
                 self.commit(&mut batch).await;
             }
             // Under steady load `recv` always has a command ready and the timeout above
@@ -542,7 +622,7 @@ impl Writer {
                     let _ = reply.send(result);
                     return;
                 }
-                Some(Cmd::Append(..)) => {}
+                Some(Cmd::Append(..) | Cmd::AppendGroup(..)) => {}
             }
         }
     }
@@ -567,8 +647,8 @@ impl Writer {
         Instant::now() + interval
     }
 
-    async fn commit(&mut self, batch: &mut Vec<(NewEntry, Reply<Receipt>)>) {
-        let (entries, replies): (Vec<NewEntry>, Vec<Reply<Receipt>>) = batch.drain(..).unzip();
+    async fn commit(&mut self, batch: &mut Batch) {
+        let Batch { entries, waiters } = std::mem::take(batch);
         let timestamp = self.clock.now();
         let every = self.config.checkpoint_every_entries.max(1);
         let last = self.last_checkpoint;
@@ -592,20 +672,45 @@ impl Writer {
                 if let Some(cp) = &done.checkpoint {
                     self.last_checkpoint = cp.checkpoint.size;
                 }
-                for (i, (reply, leaf_hash)) in replies.into_iter().zip(done.leaf_hashes).enumerate()
-                {
-                    let _ = reply.send(Ok(Receipt {
-                        index: done.first_index + i as u64,
-                        leaf_hash,
-                        timestamp,
-                    }));
+                let mut receipts =
+                    done.leaf_hashes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, leaf_hash)| Receipt {
+                            index: done.first_index + i as u64,
+                            leaf_hash,
+                            timestamp,
+                        });
+                for waiter in waiters {
+                    match waiter {
+                        Waiter::One(reply) => {
+                            let r = receipts.next().ok_or_else(missing_receipt);
+                            let _ = reply.send(r);
+                        }
+                        Waiter::Group(n, reply) => {
+                            let group: Vec<Receipt> = receipts.by_ref().take(n).collect();
+                            let r = if group.len() == n {
+                                Ok(group)
+                            } else {
+                                Err(missing_receipt())
+                            };
+                            let _ = reply.send(r);
+                        }
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, entries = entries.len(), "ledger batch failed");
                 let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                for waiter in waiters {
+                    match waiter {
+                        Waiter::One(reply) => {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                        Waiter::Group(_, reply) => {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -628,10 +733,19 @@ impl Writer {
     }
 }
 
+fn missing_receipt() -> Arc<LedgerError> {
+    Arc::new(LedgerError::Corrupt(
+        "the store returned fewer leaf hashes than entries".into(),
+    ))
+}
+
 fn refuse(cmd: Cmd) {
     let closed = || Arc::new(LedgerError::Closed);
     match cmd {
         Cmd::Append(_, r) => {
+            let _ = r.send(Err(closed()));
+        }
+        Cmd::AppendGroup(_, r) => {
             let _ = r.send(Err(closed()));
         }
         Cmd::Checkpoint(r) => {

@@ -14,7 +14,8 @@
 //!
 //! ```text
 //! Ledger::open(store, CheckpointSigner, LedgerConfig, clock)
-//!   append(kind, payload) ──► writer task: group commit, one transaction per batch
+//!   append(kind, payload) / append_entry(.., side rows) / append_group(..)
+//!                          ──► writer task: group commit, one transaction per batch
 //!                              └─► LedgerStore::append_batch (SQLite | PostgreSQL)
 //!   inclusion_proof / consistency_proof ──► O(log n) stored subtree hashes
 //! verify(store, &VerifyOptions) / export(store, dir, from, to) / verify_bundle(dir, ..)
@@ -27,6 +28,7 @@ mod ledger;
 pub mod merkle;
 mod note;
 mod postgres;
+mod side;
 mod sql;
 mod sqlite;
 mod sqlite_settings;
@@ -51,6 +53,7 @@ pub use note::{
     RsaNoteVerifier, SignedCheckpoint,
 };
 pub use postgres::{PgLedgerStore, migrate_postgres};
+pub use side::{SideRow, SideTable, SideType, SideValue};
 pub use sqlite::{SqliteLedgerStore, migrate_sqlite, open_sqlite};
 pub use sqlite_settings::sqlite_options;
 pub use store::{

@@ -2,8 +2,8 @@
 //!
 //! Each batch is one transaction that first takes a transaction-scoped advisory lock
 //! (`pg_advisory_xact_lock`) on the log head and re-reads the head under it, so several
-//! processes appending to one database produce one linear log. Each table gets one
-//! `INSERT ... SELECT FROM UNNEST(...)` per batch, whatever its size.
+//! processes appending to one database produce one linear log. Each table, side tables
+//! included, gets one `INSERT ... SELECT FROM UNNEST(...)` per batch, whatever its size.
 
 use std::collections::HashMap;
 
@@ -12,6 +12,7 @@ use sqlx::{PgPool, Row as _};
 use crate::entry::Entry;
 use crate::error::LedgerError;
 use crate::merkle::{Hash, NodeId};
+use crate::side::{SideTable, SideType, SideValue};
 use crate::sql::{self, entry_from_parts, node_id};
 use crate::store::{
     BatchCommitted, BatchPlan, BoxFuture, LedgerStore, TreeState, frontier_ids, sequence,
@@ -107,6 +108,74 @@ async fn read_nodes(
         .collect()
 }
 
+/// One column of a side table's rows in a batch, bound as one array.
+enum Column {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+}
+
+/// Writes the batch's side rows: per table, one `INSERT ... SELECT * FROM UNNEST(...)`,
+/// in the order each table first appears.
+async fn write_side_rows(
+    tx: &mut sqlx::PgConnection,
+    plan: &BatchPlan<'_>,
+    indexes: &[i64],
+) -> Result<(), LedgerError> {
+    let mut tables: Vec<(&'static SideTable, Vec<i64>, Vec<Column>)> = Vec::new();
+    for (entry, idx) in plan.entries.iter().zip(indexes) {
+        for row in &entry.side {
+            row.check_values()?;
+            // Two definitions of one table (say, with another conflict clause) get a
+            // statement each.
+            let slot = match tables.iter().position(|(t, _, _)| **t == *row.table) {
+                Some(i) => i,
+                None => {
+                    let columns = row
+                        .table
+                        .columns
+                        .iter()
+                        .map(|(_, ty)| match ty {
+                            SideType::Int => Column::Int(Vec::new()),
+                            SideType::Text => Column::Text(Vec::new()),
+                            SideType::Bytes => Column::Bytes(Vec::new()),
+                        })
+                        .collect();
+                    tables.push((row.table, Vec::new(), columns));
+                    tables.len() - 1
+                }
+            };
+            let Some((_, idxs, columns)) = tables.get_mut(slot) else {
+                continue;
+            };
+            idxs.push(*idx);
+            for (column, value) in columns.iter_mut().zip(&row.values) {
+                match (column, value) {
+                    (Column::Int(c), SideValue::Int(v)) => c.push(Some(*v)),
+                    (Column::Int(c), _) => c.push(None),
+                    (Column::Text(c), SideValue::Text(v)) => c.push(Some(v.clone())),
+                    (Column::Text(c), _) => c.push(None),
+                    (Column::Bytes(c), SideValue::Bytes(v)) => c.push(Some(v.clone())),
+                    (Column::Bytes(c), _) => c.push(None),
+                }
+            }
+        }
+    }
+    for (table, idxs, columns) in tables {
+        let sql = table.pg_insert()?;
+        let mut query = sqlx::query(&sql).bind(idxs);
+        for column in columns {
+            query = match column {
+                Column::Int(c) => query.bind(c),
+                Column::Text(c) => query.bind(c),
+                Column::Bytes(c) => query.bind(c),
+            };
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 impl LedgerStore for PgLedgerStore {
     sql::shared_methods!();
 
@@ -168,6 +237,7 @@ impl LedgerStore for PgLedgerStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            write_side_rows(&mut tx, &plan, &seq.indexes).await?;
             if let Some(cp) = &seq.checkpoint {
                 insert_checkpoint(&mut *tx, cp).await?;
             }

@@ -3,7 +3,7 @@
 //! Durability comes from the connection settings in `sqlite_settings.rs`: WAL with
 //! `synchronous=FULL`. Each batch is one `BEGIN IMMEDIATE` transaction on the store's own
 //! writer connection (the write lock is taken before the head is read, so several
-//! processes still produce one log) with prepared single-row inserts.
+//! processes still produce one log) with prepared single-row inserts, side rows included.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use crate::entry::Entry;
 use crate::error::LedgerError;
 use crate::merkle::{Hash, NodeId};
+use crate::side::{SideRow, SideTable, SideValue};
 use crate::sql::{self, entry_from_parts, node_id};
 use crate::sqlite_settings::{configure_direct, sqlite_options};
 use crate::store::{
@@ -159,6 +160,7 @@ impl Direct {
         expected: Head,
         seq: Sequenced,
         payloads: Vec<Vec<u8>>,
+        side: Arc<Vec<(usize, SideRow)>>,
     ) -> Result<Result<Sequenced, HeadMoved>, LedgerError> {
         let this = Arc::clone(self);
         blocking(move || {
@@ -169,7 +171,7 @@ impl Direct {
             let conn = guard
                 .as_mut()
                 .ok_or_else(|| LedgerError::Corrupt("no ledger writer connection".into()))?;
-            let outcome = write_batch(conn, &expected, &seq, &payloads);
+            let outcome = write_batch(conn, &expected, &seq, &payloads, &side);
             if outcome.is_err() {
                 // A failed connection is not reused: the next batch opens a fresh one.
                 *guard = None;
@@ -212,7 +214,8 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure_direct(&conn)?;
-    conn.set_prepared_statement_cache_capacity(16);
+    // Four ledger statements plus one per side table (about a dozen).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -221,6 +224,7 @@ fn write_batch(
     expected: &Head,
     seq: &Sequenced,
     payloads: &[Vec<u8>],
+    side: &[(usize, SideRow)],
 ) -> Result<Result<(), HeadMoved>, LedgerError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -271,6 +275,7 @@ fn write_batch(
                 .execute((stored_pos(*level, *idx)?, hash))
                 .map_err(direct_error)?;
         }
+        write_side_rows(&tx, seq, side)?;
         if let Some(cp) = &seq.checkpoint {
             tx.prepare_cached(sql::INSERT_CHECKPOINT)
                 .map_err(direct_error)?
@@ -280,6 +285,50 @@ fn write_batch(
     }
     tx.commit().map_err(direct_error)?;
     Ok(Ok(()))
+}
+
+/// Inserts each side row with its entry's index, one cached single-row statement per
+/// table: on the direct writer a prepared insert per row is as fast as a multi-row one
+/// and needs no SQL built per batch size.
+fn write_side_rows(
+    tx: &rusqlite::Transaction<'_>,
+    seq: &Sequenced,
+    side: &[(usize, SideRow)],
+) -> Result<(), LedgerError> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    // One checked SQL text per table definition in the batch.
+    let mut sql: Vec<(&'static SideTable, String)> = Vec::new();
+    for (pos, row) in side {
+        row.check_values()?;
+        let idx = *seq
+            .indexes
+            .get(*pos)
+            .ok_or_else(|| LedgerError::Corrupt("a side row has no entry".into()))?;
+        let text = match sql.iter().find(|(table, _)| **table == *row.table) {
+            Some((_, text)) => text,
+            None => {
+                sql.push((row.table, row.table.sqlite_insert()?));
+                sql.last()
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| LedgerError::Corrupt("a side statement went missing".into()))?
+            }
+        };
+        let mut params = Vec::with_capacity(row.values.len() + 1);
+        params.push(ToSqlOutput::Borrowed(ValueRef::Integer(idx)));
+        for v in &row.values {
+            params.push(ToSqlOutput::Borrowed(match v {
+                SideValue::Null => ValueRef::Null,
+                SideValue::Int(i) => ValueRef::Integer(*i),
+                SideValue::Text(t) => ValueRef::Text(t.as_bytes()),
+                SideValue::Bytes(b) => ValueRef::Blob(b),
+            }));
+        }
+        tx.prepare_cached(text)
+            .map_err(direct_error)?
+            .execute(rusqlite::params_from_iter(params))
+            .map_err(direct_error)?;
+    }
+    Ok(())
 }
 
 /// Runs `work` on tokio's blocking pool.
@@ -516,6 +565,13 @@ async fn append_direct(
     plan: BatchPlan<'_>,
 ) -> Result<BatchCommitted, LedgerError> {
     let payloads: Vec<Vec<u8>> = plan.entries.iter().map(|e| e.payload.clone()).collect();
+    let side: Arc<Vec<(usize, SideRow)>> = Arc::new(
+        plan.entries
+            .iter()
+            .enumerate()
+            .flat_map(|(pos, e)| e.side.iter().map(move |row| (pos, row.clone())))
+            .collect(),
+    );
     let mut base = state.clone();
     let mut expected = Head {
         size: base.size(),
@@ -525,7 +581,10 @@ async fn append_direct(
         let mut next = base.clone();
         let first_index = next.size();
         let seq = sequence(&mut next, &plan)?;
-        match direct.commit(expected, seq, payloads.clone()).await? {
+        match direct
+            .commit(expected, seq, payloads.clone(), side.clone())
+            .await?
+        {
             Ok(seq) => {
                 *state = next;
                 return Ok(BatchCommitted {

@@ -16,6 +16,7 @@ use crate::entry::{Entry, EntryKind, Leaf, Tombstone};
 use crate::error::LedgerError;
 use crate::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use crate::note::SignedCheckpoint;
+use crate::side::SideRow;
 
 /// A boxed, sendable future (the store trait is used as `dyn LedgerStore`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -29,6 +30,8 @@ pub struct NewEntry {
     pub payload: Vec<u8>,
     /// SHA-256 of `payload` (computed by the caller, off the writer's thread).
     pub payload_hash: Hash,
+    /// Rows written with the entry, in the same transaction, keyed by its index.
+    pub side: Vec<SideRow>,
 }
 
 /// What a writer knows of the log's right edge.

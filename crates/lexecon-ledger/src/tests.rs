@@ -488,3 +488,63 @@ fn rsa_cosignature_verifies_and_binds_the_body() {
             .is_err()
     );
 }
+
+/// Which side-table definitions are accepted: names and conflict clauses become SQL.
+#[test]
+fn side_table_definitions_are_checked() {
+    use crate::side::{SideTable, SideType};
+    fn check(name: &'static str, column: &'static str, on_conflict: &'static str) -> bool {
+        let columns: &'static [(&'static str, SideType)] =
+            Box::leak(Box::new([(column, SideType::Text)]));
+        SideTable {
+            name,
+            columns,
+            on_conflict,
+        }
+        .check()
+        .is_ok()
+    }
+    assert!(check("engine_events", "event", ""));
+    assert!(check("_t2", "c_1", "ON CONFLICT DO NOTHING"));
+    assert!(check(
+        "t",
+        "c",
+        "ON CONFLICT (escalation_id) DO UPDATE SET state = excluded.state, idx = excluded.idx"
+    ));
+    assert!(!check("T", "c", ""));
+    assert!(!check("2t", "c", ""));
+    assert!(!check("", "c", ""));
+    assert!(!check("t;", "c", ""));
+    assert!(!check("t", "idx", ""));
+    assert!(!check("t", "c d", ""));
+    assert!(!check(&*"a".repeat(64).leak(), "c", ""));
+    assert!(!check("t", "c", "ON CONFLICT DO NOTHING;"));
+    assert!(!check("t", "c", "on conflict do nothing"));
+    assert!(!check("t", "c", "ON CONFLICT (k) DO UPDATE SET c = 'x'"));
+    assert!(!check(
+        "t",
+        "c",
+        "ON CONFLICT (k) DO UPDATE SET c = excluded.c -- x"
+    ));
+    assert!(!check(
+        "t",
+        "c",
+        "ON CONFLICT (k) DO UPDATE SET c = (select c from u)"
+    ));
+    assert!(!check(
+        "t",
+        "c",
+        "ON CONFLICT (k) DO UPDATE SET c = excluded.c WHERE 1 = 1"
+    ));
+    assert!(!check("t", "c", "RETURNING idx"));
+    let twice: &'static [(&'static str, SideType)] = &[("c", SideType::Text), ("c", SideType::Int)];
+    assert!(
+        SideTable {
+            name: "t",
+            columns: twice,
+            on_conflict: ""
+        }
+        .check()
+        .is_err()
+    );
+}

@@ -17,9 +17,9 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use lexecon_core::{Clock, ManualClock, SystemClock, Timestamp};
 use lexecon_ledger::{
-    CheckpointSigner, EntryKind, Ledger, LedgerConfig, LedgerStore, PgLedgerStore,
-    SqliteLedgerStore, VerifyOptions, VerifyReport, export, open_sqlite, verify, verify_bundle,
-    verify_consistency, verify_inclusion,
+    CheckpointSigner, EntryKind, Ledger, LedgerConfig, LedgerStore, PgLedgerStore, SideRow,
+    SideTable, SideType, SideValue, SqliteLedgerStore, VerifyOptions, VerifyReport, export,
+    open_sqlite, verify, verify_bundle, verify_consistency, verify_inclusion,
 };
 use serde_json::json;
 use sqlx::Executor as _;
@@ -817,4 +817,446 @@ async fn the_sqlite_wal_stays_bounded_under_steady_load() {
         wal < written / 4,
         "the WAL holds {wal} bytes after {total} entries (~{written} payload bytes): it never restarted"
     );
+}
+
+// ---- Side rows: caller-defined rows written in the entries' transaction ----
+
+static TEST_SIDE: SideTable = SideTable {
+    name: "test_side",
+    columns: &[
+        ("name", SideType::Text),
+        ("n", SideType::Int),
+        ("b", SideType::Bytes),
+    ],
+    on_conflict: "",
+};
+
+static TEST_UNIQUE: SideTable = SideTable {
+    name: "test_unique",
+    columns: &[("k", SideType::Text)],
+    on_conflict: "",
+};
+
+static TEST_UNIQUE_OR_NOTHING: SideTable = SideTable {
+    name: "test_unique",
+    columns: &[("k", SideType::Text)],
+    on_conflict: "ON CONFLICT DO NOTHING",
+};
+
+async fn side_tables(db: &Db) {
+    let blob = match db {
+        Db::Sqlite(..) => "BLOB",
+        Db::Pg(..) => "BYTEA",
+    };
+    db.exec(&format!(
+        "CREATE TABLE test_side (idx BIGINT PRIMARY KEY, name TEXT NOT NULL, n BIGINT, b {blob})"
+    ))
+    .await;
+    db.exec("CREATE TABLE test_unique (idx BIGINT PRIMARY KEY, k TEXT NOT NULL UNIQUE)")
+        .await;
+}
+
+type SideRowView = (i64, String, Option<i64>, Option<Vec<u8>>);
+
+async fn side_rows(db: &Db) -> Vec<SideRowView> {
+    let sql = "SELECT idx, name, n, b FROM test_side ORDER BY idx";
+    match db {
+        Db::Sqlite(s, _) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+        Db::Pg(s, _) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+    }
+}
+
+async fn unique_keys(db: &Db) -> Vec<(i64, String)> {
+    let sql = "SELECT idx, k FROM test_unique ORDER BY idx";
+    match db {
+        Db::Sqlite(s, _) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+        Db::Pg(s, _) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+    }
+}
+
+fn side_row(name: Option<&str>, n: Option<i64>, b: Option<&[u8]>) -> SideRow {
+    SideRow {
+        table: &TEST_SIDE,
+        values: vec![
+            name.map_or(SideValue::Null, |s| SideValue::Text(s.into())),
+            n.map_or(SideValue::Null, SideValue::Int),
+            b.map_or(SideValue::Null, |b| SideValue::Bytes(b.to_vec())),
+        ],
+    }
+}
+
+fn unique_row(table: &'static SideTable, k: &str) -> SideRow {
+    SideRow {
+        table,
+        values: vec![SideValue::Text(k.into())],
+    }
+}
+
+fn body(i: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({"n": i})).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_rows_commit_with_their_batch_on_every_store() {
+    for db in dbs().await {
+        let name = db.name();
+        side_tables(&db).await;
+        let ledger = open(&db, 1, 1_000).await;
+        ledger
+            .append(EntryKind::Decision, json!({"plain": true}))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20u64 {
+            let l = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                let bytes = [i as u8, 0, 0xff];
+                let row = side_row(
+                    Some(&format!("row-{i}")),
+                    (i % 2 == 0).then_some(i as i64),
+                    Some(&bytes),
+                );
+                (
+                    i,
+                    l.append_entry(EntryKind::Decision, body(i), vec![row])
+                        .await
+                        .unwrap(),
+                )
+            }));
+        }
+        let mut expected = Vec::new();
+        for t in tasks {
+            let (i, receipt) = t.await.unwrap();
+            expected.push((
+                receipt.index as i64,
+                format!("row-{i}"),
+                (i % 2 == 0).then_some(i as i64),
+                Some(vec![i as u8, 0, 0xff]),
+            ));
+        }
+        // Two rows for one entry, in two tables, and an entry with none, in a group.
+        let receipts = ledger
+            .append_group(vec![
+                (
+                    EntryKind::Decision,
+                    body(100),
+                    vec![
+                        side_row(Some("grouped"), None, None),
+                        unique_row(&TEST_UNIQUE, "a"),
+                    ],
+                ),
+                (EntryKind::Decision, body(101), vec![]),
+            ])
+            .await
+            .unwrap();
+        expected.push((receipts[0].index as i64, "grouped".into(), None, None));
+        expected.sort();
+        assert_eq!(side_rows(&db).await, expected, "{name}");
+        assert_eq!(
+            unique_keys(&db).await,
+            vec![(receipts[0].index as i64, "a".into())],
+            "{name}"
+        );
+        assert_eq!(receipts[1].index, receipts[0].index + 1, "{name}");
+        // Each row's idx is its entry's index: the entry at idx holds the same n.
+        for (idx, row_name, _, _) in side_rows(&db).await {
+            let entry = ledger.entry(idx as u64).await.unwrap().unwrap();
+            let n = serde_json::from_slice::<serde_json::Value>(entry.payload.as_deref().unwrap())
+                .unwrap()["n"]
+                .as_u64()
+                .unwrap();
+            let want = if row_name == "grouped" {
+                "grouped".to_string()
+            } else {
+                format!("row-{n}")
+            };
+            assert_eq!(row_name, want, "{name}");
+        }
+        ledger.shutdown().await.unwrap();
+        let report = verify_signed_by_1(db.store()).await;
+        assert!(report.valid, "{name}: {report:?}");
+        assert_eq!(ledger.tree_size().await.unwrap(), 23, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_side_row_fails_the_whole_batch_and_writes_no_leaf() {
+    for db in dbs().await {
+        let name = db.name();
+        side_tables(&db).await;
+        let ledger = open(&db, 1, 1_000).await;
+        ledger
+            .append_entry(
+                EntryKind::Decision,
+                body(0),
+                vec![unique_row(&TEST_UNIQUE, "a")],
+            )
+            .await
+            .unwrap();
+        // NOT NULL violated.
+        let err = ledger
+            .append_entry(
+                EntryKind::Decision,
+                body(1),
+                vec![side_row(None, Some(1), None)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            !matches!(err, lexecon_ledger::LedgerError::SideRow(_)),
+            "{name}: {err}"
+        );
+        assert_eq!(ledger.tree_size().await.unwrap(), 1, "{name}");
+        // A unique conflict without ON CONFLICT, inside a group: nothing of it lands.
+        let err = ledger
+            .append_group(vec![
+                (
+                    EntryKind::Decision,
+                    body(2),
+                    vec![side_row(Some("x"), None, None)],
+                ),
+                (
+                    EntryKind::Decision,
+                    body(3),
+                    vec![unique_row(&TEST_UNIQUE, "a")],
+                ),
+            ])
+            .await
+            .unwrap_err();
+        assert!(
+            !matches!(err, lexecon_ledger::LedgerError::SideRow(_)),
+            "{name}: {err}"
+        );
+        assert_eq!(ledger.tree_size().await.unwrap(), 1, "{name}");
+        assert_eq!(side_rows(&db).await, vec![], "{name}");
+        // With ON CONFLICT DO NOTHING the same key is accepted and the first row stays.
+        let r = ledger
+            .append_entry(
+                EntryKind::Decision,
+                body(4),
+                vec![unique_row(&TEST_UNIQUE_OR_NOTHING, "a")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.index, 1, "{name}");
+        assert_eq!(unique_keys(&db).await, vec![(0, "a".into())], "{name}");
+        // Two definitions of one table in one group: each row gets its own clause.
+        let rs = ledger
+            .append_group(vec![
+                (
+                    EntryKind::Decision,
+                    body(6),
+                    vec![unique_row(&TEST_UNIQUE, "b")],
+                ),
+                (
+                    EntryKind::Decision,
+                    body(7),
+                    vec![unique_row(&TEST_UNIQUE_OR_NOTHING, "b")],
+                ),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            unique_keys(&db).await,
+            vec![(0, "a".into()), (rs[0].index as i64, "b".into())],
+            "{name}"
+        );
+        // The writer goes on after a failed batch, and the log verifies.
+        ledger
+            .append_entry(
+                EntryKind::Decision,
+                body(5),
+                vec![side_row(Some("ok"), None, None)],
+            )
+            .await
+            .unwrap();
+        ledger.shutdown().await.unwrap();
+        let report = verify_signed_by_1(db.store()).await;
+        assert!(report.valid, "{name}: {report:?}");
+        assert_eq!(report.entries, 5, "{name}");
+    }
+}
+
+static BAD_NAME: SideTable = SideTable {
+    name: "test_side; DROP TABLE ledger_leaves",
+    columns: &[("name", SideType::Text)],
+    on_conflict: "",
+};
+
+static BAD_COLUMN: SideTable = SideTable {
+    name: "test_side",
+    columns: &[("Name", SideType::Text)],
+    on_conflict: "",
+};
+
+static IDX_COLUMN: SideTable = SideTable {
+    name: "test_side",
+    columns: &[("idx", SideType::Int)],
+    on_conflict: "",
+};
+
+static BAD_CONFLICT: SideTable = SideTable {
+    name: "test_unique",
+    columns: &[("k", SideType::Text)],
+    on_conflict: "ON CONFLICT (k) DO UPDATE SET k = (select name from test_side)",
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_side_row_is_refused_before_queueing_and_alone() {
+    for db in dbs().await {
+        let name = db.name();
+        side_tables(&db).await;
+        let ledger = open(&db, 1, 1_000).await;
+        let bad_rows = vec![
+            // Too few values.
+            SideRow {
+                table: &TEST_SIDE,
+                values: vec![SideValue::Text("x".into())],
+            },
+            // Wrong type.
+            SideRow {
+                table: &TEST_SIDE,
+                values: vec![SideValue::Int(1), SideValue::Null, SideValue::Null],
+            },
+            SideRow {
+                table: &BAD_NAME,
+                values: vec![SideValue::Text("x".into())],
+            },
+            SideRow {
+                table: &BAD_COLUMN,
+                values: vec![SideValue::Text("x".into())],
+            },
+            SideRow {
+                table: &IDX_COLUMN,
+                values: vec![SideValue::Int(1)],
+            },
+            SideRow {
+                table: &BAD_CONFLICT,
+                values: vec![SideValue::Text("x".into())],
+            },
+        ];
+        let mut tasks = Vec::new();
+        for i in 0..30u64 {
+            let l = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                l.append_entry(
+                    EntryKind::Decision,
+                    body(i),
+                    vec![side_row(Some("good"), Some(i as i64), None)],
+                )
+                .await
+                .unwrap();
+            }));
+        }
+        for row in bad_rows {
+            let l = ledger.clone();
+            let err = l
+                .append_entry(
+                    EntryKind::Decision,
+                    body(99),
+                    vec![side_row(Some("fine"), None, None), row],
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, lexecon_ledger::LedgerError::SideRow(_)),
+                "{name}: {err}"
+            );
+            // In a group, one bad row refuses the whole group.
+            let err = l
+                .append_group(vec![
+                    (EntryKind::Decision, body(98), vec![]),
+                    (
+                        EntryKind::Decision,
+                        body(97),
+                        vec![SideRow {
+                            table: &BAD_NAME,
+                            values: vec![SideValue::Text("x".into())],
+                        }],
+                    ),
+                ])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, lexecon_ledger::LedgerError::SideRow(_)),
+                "{name}: {err}"
+            );
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(ledger.tree_size().await.unwrap(), 30, "{name}");
+        assert_eq!(side_rows(&db).await.len(), 30, "{name}");
+        ledger.shutdown().await.unwrap();
+        assert!(verify_signed_by_1(db.store()).await.valid, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_gets_consecutive_indexes_under_concurrent_appends() {
+    for db in dbs().await {
+        let name = db.name();
+        let clock: Arc<dyn Clock> =
+            Arc::new(ManualClock::new(Timestamp::from_unix_secs(1_764_000_000)));
+        // A small max_batch, so groups meet full batches.
+        let ledger = Ledger::open(
+            db.store(),
+            signer(1),
+            LedgerConfig {
+                checkpoint_every_entries: 50,
+                checkpoint_interval_ms: 60_000,
+                max_batch: 8,
+            },
+            clock,
+        )
+        .await
+        .unwrap();
+        let mut singles = Vec::new();
+        for i in 0..100u64 {
+            let l = ledger.clone();
+            singles.push(tokio::spawn(async move {
+                l.append(EntryKind::Decision, json!({"n": i}))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut groups = Vec::new();
+        for g in 0..20u64 {
+            let l = ledger.clone();
+            groups.push(tokio::spawn(async move {
+                let entries = (0..5u64)
+                    .map(|k| (EntryKind::Decision, body(1_000 + g * 10 + k), vec![]))
+                    .collect();
+                l.append_group(entries).await.unwrap()
+            }));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in singles {
+            assert!(seen.insert(t.await.unwrap().index), "{name}");
+        }
+        for t in groups {
+            let receipts = t.await.unwrap();
+            assert_eq!(receipts.len(), 5, "{name}");
+            for (k, r) in receipts.iter().enumerate() {
+                assert_eq!(
+                    r.index,
+                    receipts[0].index + k as u64,
+                    "{name}: {receipts:?}"
+                );
+                assert!(seen.insert(r.index), "{name}");
+                let entry = ledger.entry(r.index).await.unwrap().unwrap();
+                let n =
+                    serde_json::from_slice::<serde_json::Value>(entry.payload.as_deref().unwrap())
+                        .unwrap()["n"]
+                        .as_u64()
+                        .unwrap();
+                assert_eq!(n % 10, k as u64, "{name}");
+            }
+        }
+        assert_eq!(seen.len(), 200, "{name}");
+        assert_eq!(ledger.append_group(vec![]).await.unwrap(), vec![], "{name}");
+        ledger.shutdown().await.unwrap();
+        let report = verify_signed_by_1(db.store()).await;
+        assert!(report.valid, "{name}: {report:?}");
+    }
 }
