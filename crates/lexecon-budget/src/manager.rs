@@ -305,6 +305,17 @@ pub struct Usage {
 
 type Callback = Arc<dyn Fn(&SoftLimitEvent) + Send + Sync>;
 
+/// A call validated and priced, ready to reserve.
+struct Planned {
+    id: ReservationId,
+    now: Timestamp,
+    expires_at: Timestamp,
+    period_end: Option<Timestamp>,
+    /// `None` while budgets are disabled.
+    req: Option<ReserveRequest>,
+    limit_ids: Vec<String>,
+}
+
 /// The configuration compiled for lookups.
 #[derive(Debug)]
 struct Compiled {
@@ -594,25 +605,60 @@ impl BudgetManager {
         self.authorize_for(usage, None).await
     }
 
-    /// Like [`BudgetManager::authorize`], for a call made with the API key named `key`:
-    /// the per-user limits (or `budget.keys.<key>` overrides) are also checked and
-    /// counted under the scope `key:<key>`, in the same atomic reservation. The user id
-    /// in `usage` is the caller's claim; the key scope is what a caller cannot invent.
-    pub async fn authorize_for(
-        &self,
-        usage: &LlmUsage,
-        key: Option<&str>,
-    ) -> Result<Authorization, BudgetError> {
+    /// Checks a call as [`BudgetManager::authorize_for`] does (model access, the
+    /// per-request caps and the monthly budgets against current spend and open
+    /// reservations) without reserving anything: for a request that waits for a person
+    /// (an escalation), reserved only once the grant is used. Rate windows are not
+    /// checked: they will have moved by then.
+    pub async fn check_for(&self, usage: &LlmUsage, key: Option<&str>) -> Result<(), BudgetError> {
+        let Planned {
+            now,
+            period_end,
+            req,
+            ..
+        } = self.plan(usage, key)?;
+        let Some(req) = req else {
+            return Ok(());
+        };
+        for check in &req.scopes {
+            let (Some(budget), true) = (check.budget_micros, check.enforce_budget) else {
+                continue;
+            };
+            let u = self.store.usage(&check.scope, req.period, now).await?;
+            let current = u.spent_micros.saturating_add(u.reserved_micros);
+            if current.saturating_add(req.cost_micros) > budget {
+                return Err(BudgetError::Denied(Denial {
+                    reason: DenialReason::MonthlyBudget,
+                    limit_id: format!("budget.{}.monthly_budget", check.scope),
+                    scope: check.scope.clone(),
+                    current,
+                    limit: budget,
+                    retry_after: period_end.map(|end| {
+                        Duration::from_micros(
+                            u64::try_from(end.unix_micros().saturating_sub(now.unix_micros()))
+                                .unwrap_or(0),
+                        )
+                    }),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates a call and builds its reservation request (`None` while budgets are
+    /// disabled); the per-request caps refuse here.
+    fn plan(&self, usage: &LlmUsage, key: Option<&str>) -> Result<Planned, BudgetError> {
         let c = self.current();
         let now = self.clock.now();
         let expires_at = now.add_secs(i64::try_from(c.config.reservation_ttl_secs).unwrap_or(600));
         let id = ReservationId::new(now, rand::random());
         if !c.config.enabled {
-            return Ok(Authorization {
-                reservation_id: id,
-                reserved_micros: 0,
+            return Ok(Planned {
+                id,
+                now,
                 expires_at,
-                warnings: Vec::new(),
+                period_end: None,
+                req: None,
                 limit_ids: Vec::new(),
             });
         }
@@ -710,17 +756,54 @@ impl BudgetManager {
         }
 
         let (period, period_end) = c.periods.period(now);
-        let req = ReserveRequest {
+        Ok(Planned {
             id,
-            period,
             now,
             expires_at,
-            cost_micros: cost,
-            tokens,
-            input_per_mtok_micros: price.input_per_mtok.micros(),
-            output_per_mtok_micros: price.output_per_mtok.micros(),
-            scopes: checks,
+            period_end,
+            limit_ids,
+            req: Some(ReserveRequest {
+                id,
+                period,
+                now,
+                expires_at,
+                cost_micros: cost,
+                tokens,
+                input_per_mtok_micros: price.input_per_mtok.micros(),
+                output_per_mtok_micros: price.output_per_mtok.micros(),
+                scopes: checks,
+            }),
+        })
+    }
+
+    /// Like [`BudgetManager::authorize`], for a call made with the API key named `key`:
+    /// the per-user limits (or `budget.keys.<key>` overrides) are also checked and
+    /// counted under the scope `key:<key>`, in the same atomic reservation. The user id
+    /// in `usage` is the caller's claim; the key scope is what a caller cannot invent.
+    pub async fn authorize_for(
+        &self,
+        usage: &LlmUsage,
+        key: Option<&str>,
+    ) -> Result<Authorization, BudgetError> {
+        let Planned {
+            id,
+            now,
+            expires_at,
+            period_end,
+            req,
+            limit_ids,
+        } = self.plan(usage, key)?;
+        let Some(req) = req else {
+            return Ok(Authorization {
+                reservation_id: id,
+                reserved_micros: 0,
+                expires_at,
+                warnings: Vec::new(),
+                limit_ids: Vec::new(),
+            });
         };
+        let cost = req.cost_micros;
+        let period = req.period;
         match self.store.reserve(&req).await? {
             ReserveOutcome::Denied(d) => {
                 let scope = req

@@ -1230,3 +1230,45 @@ fn environment_variables_configure_the_budget_like_the_engine_reads_them() {
         Ok(())
     });
 }
+
+#[test]
+fn check_for_checks_like_authorize_for_and_reserves_nothing() {
+    // 750 micro-dollars per call against a 0.0015 budget: two calls fit.
+    let (m, _) = manager(
+        r#"
+        monthly_budget = 0.0015
+        max_tokens_per_request = 4000
+        "#,
+    );
+    let call = || usage("gpt-4o-mini", Some("u"), &[], 1000, 1000);
+    let user = Scope::User("u".into());
+    for _ in 0..5 {
+        block_on(m.check_for(&call(), Some("bot"))).unwrap();
+    }
+    let u = block_on(m.usage(&user)).unwrap();
+    assert_eq!(
+        (u.spent_micros, u.reserved_micros),
+        (0, 0),
+        "a check reserved"
+    );
+    // Per-request caps and model access refuse as authorize_for does.
+    let big = usage("gpt-4o-mini", Some("u"), &[], 4000, 1);
+    let Err(BudgetError::Denied(d)) = block_on(m.check_for(&big, None)) else {
+        panic!("a request over the cap was admitted")
+    };
+    assert_eq!(d.limit_id, "budget.user:u.max_tokens_per_request");
+    assert!(block_on(m.check_for(&usage("no-such-model", Some("u"), &[], 1, 1), None)).is_err());
+    // Current spend and open reservations count: after two reservations the check refuses.
+    block_on(m.authorize_for(&call(), Some("bot"))).unwrap();
+    block_on(m.check_for(&call(), Some("bot"))).unwrap();
+    block_on(m.authorize_for(&call(), Some("bot"))).unwrap();
+    let r = block_on(m.check_for(&call(), Some("bot")));
+    let Err(BudgetError::Denied(d)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(d.reason, DenialReason::MonthlyBudget);
+    assert_eq!((d.current, d.limit), (1_500, 1_500));
+    // Disabled budgets admit every check.
+    let (off, _) = manager("enabled = false");
+    block_on(off.check_for(&usage("no-such-model", None, &[], 1, 1), None)).unwrap();
+}

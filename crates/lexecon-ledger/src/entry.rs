@@ -49,11 +49,17 @@ pub enum EntryKind {
     KeyRotated,
     /// A free-form note.
     Note,
+    /// Human oversight: escalations, overrides, halts; the payload's `event` names which.
+    Oversight,
+    /// An evidence artifact was registered (its hash, never its content).
+    EvidenceRegistered,
+    /// An audit export was made.
+    AuditExported,
 }
 
 impl EntryKind {
     /// Every kind, in code order.
-    pub const ALL: [EntryKind; 8] = [
+    pub const ALL: [EntryKind; 11] = [
         EntryKind::Decision,
         EntryKind::PolicyLoaded,
         EntryKind::TokenRevoked,
@@ -62,6 +68,9 @@ impl EntryKind {
         EntryKind::ConfigReloaded,
         EntryKind::KeyRotated,
         EntryKind::Note,
+        EntryKind::Oversight,
+        EntryKind::EvidenceRegistered,
+        EntryKind::AuditExported,
     ];
 
     /// The one-byte code in the leaf.
@@ -75,6 +84,9 @@ impl EntryKind {
             EntryKind::ConfigReloaded => 6,
             EntryKind::KeyRotated => 7,
             EntryKind::Note => 8,
+            EntryKind::Oversight => 9,
+            EntryKind::EvidenceRegistered => 10,
+            EntryKind::AuditExported => 11,
         }
     }
 
@@ -94,6 +106,9 @@ impl EntryKind {
             EntryKind::ConfigReloaded => "config_reloaded",
             EntryKind::KeyRotated => "key_rotated",
             EntryKind::Note => "note",
+            EntryKind::Oversight => "oversight",
+            EntryKind::EvidenceRegistered => "evidence_registered",
+            EntryKind::AuditExported => "audit_exported",
         }
     }
 }
@@ -107,7 +122,7 @@ impl fmt::Display for EntryKind {
 /// A name that is not an entry kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown entry kind {0:?}: use decision, policy_loaded, token_revoked, budget_event, auth_event, config_reloaded, key_rotated or note"
+    "unknown entry kind {0:?}: use decision, policy_loaded, token_revoked, budget_event, auth_event, config_reloaded, key_rotated, note, oversight, evidence_registered or audit_exported"
 )]
 pub struct UnknownKind(String);
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lexecon_core::{Clock, Timestamp};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::entry::{Entry, EntryKind, Tombstone, payload_hash};
@@ -146,10 +146,32 @@ impl ObserverSlot {
     }
 }
 
+/// Makes side rows for every appended entry from its kind and payload (see
+/// [`Ledger::set_side_hook`]).
+pub type SideHook = Arc<dyn Fn(EntryKind, &[u8]) -> Vec<SideRow> + Send + Sync>;
+
+/// The side hook slot shared by the handles.
+#[derive(Clone, Default)]
+struct HookSlot(Arc<std::sync::RwLock<Option<SideHook>>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookSlot")
+    }
+}
+
+impl HookSlot {
+    fn get(&self) -> Option<SideHook> {
+        self.0.read().ok().and_then(|g| g.clone())
+    }
+}
+
 /// A handle on the ledger; clone it freely, every clone feeds the same writer.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     observer: ObserverSlot,
+    hook: HookSlot,
+    head: Arc<watch::Sender<u64>>,
     tx: mpsc::Sender<Cmd>,
     store: Arc<dyn LedgerStore>,
     verifier: NoteVerifier,
@@ -199,8 +221,10 @@ impl Ledger {
         let last_checkpoint = store.latest_checkpoint().await?.map_or(0, |c| c.size);
         let (tx, rx) = mpsc::channel(65_536);
         let observer = ObserverSlot::default();
+        let head = Arc::new(watch::Sender::new(state.size()));
         let writer = Writer {
             observer: observer.clone(),
+            head: head.clone(),
             rx,
             store: store.clone(),
             signer,
@@ -213,6 +237,8 @@ impl Ledger {
         let handle = tokio::spawn(writer.run());
         Ok(Ledger {
             observer,
+            hook: HookSlot::default(),
+            head,
             tx,
             store,
             verifier,
@@ -226,6 +252,24 @@ impl Ledger {
     pub fn on_commit(&self, observer: impl Fn(usize, Duration) + Send + Sync + 'static) {
         if let Ok(mut slot) = self.observer.0.write() {
             *slot = Some(Arc::new(observer));
+        }
+    }
+
+    /// A receiver of the local head: the tree size after each batch this process
+    /// committed (entries other writers appended to a shared store show up only with
+    /// this process's next commit). Starts at the size when the ledger was opened.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Registers `hook` (replacing any earlier one): for every entry appended through
+    /// any handle from now on, it is called on the caller's task with the entry's kind
+    /// and payload, and the rows it returns are written with the entry, after the
+    /// caller's own rows. A hook row that does not fit its table refuses the append as
+    /// a caller's row would.
+    pub fn set_side_hook(&self, hook: SideHook) {
+        if let Ok(mut slot) = self.hook.0.write() {
+            *slot = Some(hook);
         }
     }
 
@@ -258,7 +302,7 @@ impl Ledger {
         payload: Vec<u8>,
         side: Vec<SideRow>,
     ) -> Result<Receipt, LedgerError> {
-        let entry = new_entry(kind, payload, side)?;
+        let entry = new_entry(self.hook.get().as_ref(), kind, payload, side)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Append(entry, reply))
@@ -277,9 +321,10 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let hook = self.hook.get();
         let entries = entries
             .into_iter()
-            .map(|(kind, payload, side)| new_entry(kind, payload, side))
+            .map(|(kind, payload, side)| new_entry(hook.as_ref(), kind, payload, side))
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -370,6 +415,22 @@ impl Ledger {
         inclusion_proof(self.store.as_ref(), index, size).await
     }
 
+    /// The inclusion proofs of entries `indexes` in the tree of `size`, in the order
+    /// asked, reading the union of their nodes once (callers with very many indexes send
+    /// them in pages of a few thousand).
+    pub async fn inclusion_proofs(
+        &self,
+        indexes: &[u64],
+        size: u64,
+    ) -> Result<Vec<InclusionProof>, LedgerError> {
+        inclusion_proofs(self.store.as_ref(), indexes, size).await
+    }
+
+    /// The entries at `indexes`, in index order, without duplicates.
+    pub async fn entries_at(&self, indexes: &[u64]) -> Result<Vec<Entry>, LedgerError> {
+        self.store.entries_at(indexes).await
+    }
+
     /// The consistency proof between the trees of `size1` and `size2`.
     pub async fn consistency_proof(
         &self,
@@ -391,13 +452,17 @@ impl Ledger {
     }
 }
 
-/// Checks the side rows and hashes the payload, on the caller's task, so a bad row is
-/// refused alone and the single writer does less.
+/// Adds the hook's rows, checks the side rows and hashes the payload, on the caller's
+/// task, so a bad row is refused alone and the single writer does less.
 fn new_entry(
+    hook: Option<&SideHook>,
     kind: EntryKind,
     payload: Vec<u8>,
-    side: Vec<SideRow>,
+    mut side: Vec<SideRow>,
 ) -> Result<NewEntry, LedgerError> {
+    if let Some(hook) = hook {
+        side.extend(hook(kind, &payload));
+    }
     for row in &side {
         row.check()?;
     }
@@ -523,6 +588,59 @@ pub async fn inclusion_proof(
     })
 }
 
+/// The inclusion proofs of `indexes` at `size`, in the order asked; the nodes of all of
+/// them are read in one call.
+pub async fn inclusion_proofs(
+    store: &dyn LedgerStore,
+    indexes: &[u64],
+    size: u64,
+) -> Result<Vec<InclusionProof>, LedgerError> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root_ids = range_nodes(0, size);
+    let mut plans = Vec::with_capacity(indexes.len());
+    let mut ids = root_ids.clone();
+    for &index in indexes {
+        let ranges = inclusion_ranges(index, size).ok_or(LedgerError::OutOfRange {
+            what: "index",
+            value: index,
+            size,
+        })?;
+        let plan = ProofPlan::new(&ranges);
+        ids.extend(plan.node_ids());
+        ids.push(crate::merkle::NodeId { level: 0, index });
+        plans.push((index, plan));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let hashes = nodes_within(store, &ids, size).await?;
+    let map: std::collections::HashMap<_, _> = ids.into_iter().zip(hashes).collect();
+    let root_hashes = root_ids
+        .iter()
+        .map(|id| map.get(id).copied())
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| LedgerError::Corrupt("a root node is missing".into()))?;
+    let root = fold_range(&root_hashes);
+    plans
+        .into_iter()
+        .map(|(index, plan)| {
+            Ok(InclusionProof {
+                index,
+                size,
+                leaf_hash: map
+                    .get(&crate::merkle::NodeId { level: 0, index })
+                    .copied()
+                    .ok_or_else(|| LedgerError::Corrupt("the leaf hash is missing".into()))?,
+                root,
+                proof: plan
+                    .assemble(|id| map.get(&id).copied())
+                    .ok_or_else(|| LedgerError::Corrupt("a proof node is missing".into()))?,
+            })
+        })
+        .collect()
+}
+
 /// The consistency proof between `size1` and `size2`, O(log n) reads.
 pub async fn consistency_proof(
     store: &dyn LedgerStore,
@@ -562,6 +680,7 @@ pub async fn consistency_proof(
 
 struct Writer {
     observer: ObserverSlot,
+    head: Arc<watch::Sender<u64>>,
     rx: mpsc::Receiver<Cmd>,
     store: Arc<dyn LedgerStore>,
     signer: CheckpointSigner,
@@ -669,6 +788,7 @@ impl Writer {
         match self.store.append_batch(&mut self.state, plan).await {
             Ok(done) => {
                 self.observer.notify(entries.len(), started.elapsed());
+                self.head.send_replace(self.state.size());
                 if let Some(cp) = &done.checkpoint {
                     self.last_checkpoint = cp.checkpoint.size;
                 }

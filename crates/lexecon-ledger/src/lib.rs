@@ -21,6 +21,7 @@
 //! verify(store, &VerifyOptions) / export(store, dir, from, to) / verify_bundle(dir, ..)
 //! ```
 
+mod audit_bundle;
 mod entry;
 mod error;
 mod export;
@@ -38,14 +39,19 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use audit_bundle::{
+    AUDIT_BUNDLE_FORMAT, AuditBundleReport, AuditFormat, AuditLine, AuditVerifyOptions,
+    CSV_COLUMNS, DecisionColumns, MANIFEST_NOTE_TITLE, Manifest, ManifestFile, manifest_note_body,
+    sign_manifest, verify_audit_bundle,
+};
 pub use entry::{
     Entry, EntryKind, LEAF_LEN, LEAF_VERSION, Leaf, LeafError, Tombstone, UnknownKind, payload_hash,
 };
 pub use error::LedgerError;
 pub use export::{BundleEntry, ExportSummary, export, verify_bundle};
 pub use ledger::{
-    CommitObserver, ConsistencyProof, InclusionProof, Ledger, LedgerConfig, Receipt, VKEYS_META,
-    consistency_proof, inclusion_proof, root_at,
+    CommitObserver, ConsistencyProof, InclusionProof, Ledger, LedgerConfig, Receipt, SideHook,
+    VKEYS_META, consistency_proof, inclusion_proof, inclusion_proofs, root_at,
 };
 pub use merkle::{Hash, ProofError, verify_consistency, verify_inclusion};
 pub use note::{

@@ -193,6 +193,16 @@ impl CheckpointSigner {
         })
     }
 
+    /// Signs any note body (text ending in a newline) with the Ed25519 key alone: a
+    /// C2SP signed note under the key name `origin` (audit manifests).
+    pub fn sign_text(&self, body: &str) -> String {
+        let sig = self.key.sign(body.as_bytes());
+        let mut blob = Vec::with_capacity(68);
+        blob.extend_from_slice(&self.key_id);
+        blob.extend_from_slice(&sig.to_bytes());
+        format!("{body}\n\u{2014} {} {}\n", self.origin, B64.encode(&blob))
+    }
+
     /// Signs a checkpoint of `size` with `root`.
     pub fn sign(&self, size: u64, root: Hash) -> Result<SignedCheckpoint, NoteError> {
         let checkpoint = Checkpoint {
@@ -340,6 +350,19 @@ impl NoteVerifier {
     /// Needs a valid signature by this key; signatures by other keys are ignored, as
     /// signed-note prescribes. The checkpoint's origin must be this key's name.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, NoteError> {
+        let body = self.verify_text(note)?;
+        let checkpoint = Checkpoint::parse_body(body)?;
+        if checkpoint.origin != self.name {
+            return Err(NoteError::Malformed(
+                "the checkpoint origin is not the key name",
+            ));
+        }
+        Ok(checkpoint)
+    }
+
+    /// Verifies any signed note and returns its body (text ending in a newline). Needs
+    /// a valid signature by this key; signatures by other keys are ignored.
+    pub fn verify_text<'n>(&self, note: &'n str) -> Result<&'n str, NoteError> {
         let (body, sigs) = split_note(note)?;
         let label = format!("{}+{}", self.name, hex::encode(self.key_id));
         let mut found = false;
@@ -357,13 +380,7 @@ impl NoteVerifier {
         if !found {
             return Err(NoteError::NotSigned(label));
         }
-        let checkpoint = Checkpoint::parse_body(body)?;
-        if checkpoint.origin != self.name {
-            return Err(NoteError::Malformed(
-                "the checkpoint origin is not the key name",
-            ));
-        }
-        Ok(checkpoint)
+        Ok(body)
     }
 }
 

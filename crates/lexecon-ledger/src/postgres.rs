@@ -281,6 +281,37 @@ impl LedgerStore for PgLedgerStore {
         })
     }
 
+    fn entries_at<'a>(
+        &'a self,
+        indexes: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<Entry>, LedgerError>> {
+        Box::pin(async move {
+            let mut wanted = indexes
+                .iter()
+                .map(|i| to_i64(*i))
+                .collect::<Result<Vec<_>, _>>()?;
+            wanted.sort_unstable();
+            wanted.dedup();
+            let rows = sqlx::query(sql::ENTRIES_AT_PG)
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.into_iter()
+                .map(|row| {
+                    entry_from_parts(
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get::<&[u8], _>(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                        row.try_get(6)?,
+                    )
+                })
+                .collect()
+        })
+    }
+
     fn entries(&self, from: u64, limit: u64) -> BoxFuture<'_, Result<Vec<Entry>, LedgerError>> {
         Box::pin(async move {
             let rows = sqlx::query(sql::ENTRIES)

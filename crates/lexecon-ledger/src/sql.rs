@@ -19,6 +19,15 @@ pub(crate) const ENTRIES: &str = "SELECT l.idx, l.leaf, l.leaf_hash, p.payload, 
      FROM ledger_leaves l LEFT JOIN ledger_payloads p ON p.idx = l.idx \
      WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2";
 
+/// One entry with its payload or tombstone (SQLite: a prepared point lookup per index).
+pub(crate) const ENTRY_AT: &str = "SELECT l.idx, l.leaf, l.leaf_hash, p.payload, p.redacted_by, p.redacted_reason, p.redacted_at \
+     FROM ledger_leaves l LEFT JOIN ledger_payloads p ON p.idx = l.idx WHERE l.idx = $1";
+
+/// The entries at a set of indexes (PostgreSQL: one statement over an array).
+pub(crate) const ENTRIES_AT_PG: &str = "SELECT l.idx, l.leaf, l.leaf_hash, p.payload, p.redacted_by, p.redacted_reason, p.redacted_at \
+     FROM ledger_leaves l LEFT JOIN ledger_payloads p ON p.idx = l.idx \
+     WHERE l.idx = ANY($1) ORDER BY l.idx";
+
 /// Stores a checkpoint; one of the same size already stored wins.
 pub(crate) const INSERT_CHECKPOINT: &str =
     "INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING";

@@ -366,6 +366,31 @@ fn direct_entries(
     Ok(out)
 }
 
+/// The entries at `indexes` (sorted, distinct), by prepared point lookups in one
+/// blocking call.
+fn direct_entries_at(
+    conn: &rusqlite::Connection,
+    indexes: &[i64],
+) -> Result<Vec<Entry>, LedgerError> {
+    let mut stmt = conn.prepare_cached(sql::ENTRY_AT).map_err(direct_error)?;
+    let mut out = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        let mut rows = stmt.query([index]).map_err(direct_error)?;
+        if let Some(row) = rows.next().map_err(direct_error)? {
+            out.push(entry_from_parts(
+                row.get(0).map_err(direct_error)?,
+                row.get(1).map_err(direct_error)?,
+                blob_column(row, 2)?,
+                optional_bytes(row.get_ref(3).map_err(direct_error)?)?,
+                row.get(4).map_err(direct_error)?,
+                row.get(5).map_err(direct_error)?,
+                row.get(6).map_err(direct_error)?,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
 /// The hashes of `ids` (leaf hashes for level 0), by point lookups on the primary keys
 /// with prepared statements: a proof's O(log n) nodes in one blocking call.
 fn direct_read_nodes(
@@ -514,6 +539,23 @@ impl LedgerStore for SqliteLedgerStore {
             let (from, limit) = (to_i64(from)?, to_i64(limit)?);
             self.direct()?
                 .run(move |c| direct_entries(c, from, limit))
+                .await
+        })
+    }
+
+    fn entries_at<'a>(
+        &'a self,
+        indexes: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<Entry>, LedgerError>> {
+        Box::pin(async move {
+            let mut wanted = indexes
+                .iter()
+                .map(|i| to_i64(*i))
+                .collect::<Result<Vec<_>, _>>()?;
+            wanted.sort_unstable();
+            wanted.dedup();
+            self.direct()?
+                .run(move |c| direct_entries_at(c, &wanted))
                 .await
         })
     }

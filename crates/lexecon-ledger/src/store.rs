@@ -130,6 +130,13 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
     /// Up to `limit` entries from index `from`, in index order.
     fn entries(&self, from: u64, limit: u64) -> BoxFuture<'_, Result<Vec<Entry>, LedgerError>>;
 
+    /// The entries at `indexes` (any order, duplicates allowed), in index order, without
+    /// duplicates; an index beyond the log is left out.
+    fn entries_at<'a>(
+        &'a self,
+        indexes: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<Entry>, LedgerError>>;
+
     /// Every checkpoint with a size in `from..=to`, by size.
     fn checkpoints(
         &self,

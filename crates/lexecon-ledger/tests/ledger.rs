@@ -1260,3 +1260,180 @@ async fn a_group_gets_consecutive_indexes_under_concurrent_appends() {
         assert!(report.valid, "{name}: {report:?}");
     }
 }
+
+/// `subscribe` starts at the size the ledger opened with and shows the local head after
+/// every commit: a watcher woken by it finds every entry up to the size it saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_shows_the_local_head_after_every_commit() {
+    for db in dbs().await {
+        let name = db.name();
+        let ledger = open(&db, 1, 1_000).await;
+        fill(&ledger, 3).await;
+        ledger.shutdown().await.unwrap();
+        let ledger = open(&db, 1, 1_000).await;
+        let mut rx = ledger.subscribe();
+        assert_eq!(*rx.borrow_and_update(), 3, "{name}: the size at open");
+        let watcher = tokio::spawn(async move {
+            let mut sizes = Vec::new();
+            while rx.changed().await.is_ok() {
+                let size = *rx.borrow_and_update();
+                sizes.push(size);
+                if size >= 43 {
+                    break;
+                }
+            }
+            sizes
+        });
+        let mut receipts = Vec::new();
+        for i in 0..40u64 {
+            let l = ledger.clone();
+            receipts.push(tokio::spawn(async move {
+                let r = l
+                    .append(EntryKind::Decision, json!({"n": i}))
+                    .await
+                    .unwrap();
+                // By the time an append is acknowledged, the head shows it.
+                assert!(*l.subscribe().borrow() > r.index);
+                r
+            }));
+        }
+        for r in receipts {
+            r.await.unwrap();
+        }
+        let sizes = tokio::time::timeout(Duration::from_secs(10), watcher)
+            .await
+            .expect("the watcher saw size 43")
+            .unwrap();
+        assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{name}: {sizes:?}");
+        assert_eq!(sizes.last(), Some(&43), "{name}");
+        // A second subscriber starts at the current head.
+        assert_eq!(*ledger.subscribe().borrow(), 43, "{name}");
+        ledger.shutdown().await.unwrap();
+    }
+}
+
+/// The side hook's rows are written with every entry appended through any handle
+/// (single, grouped, plain `append`), after the caller's rows; a hook row the table
+/// refuses refuses the append before queueing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_hook_rows_are_written_with_every_entry() {
+    for db in dbs().await {
+        let name = db.name();
+        side_tables(&db).await;
+        let ledger = open(&db, 1, 1_000).await;
+        ledger
+            .append(EntryKind::Note, json!({"before": "hook"}))
+            .await
+            .unwrap();
+        let hook: lexecon_ledger::SideHook = Arc::new(|kind, payload| {
+            if kind == EntryKind::Note {
+                return Vec::new();
+            }
+            let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            vec![side_row(
+                Some(&format!("hook-{}", kind.as_str())),
+                v["n"].as_i64(),
+                None,
+            )]
+        });
+        ledger.clone().set_side_hook(hook);
+        let plain = ledger
+            .append(EntryKind::Decision, json!({"n": 1}))
+            .await
+            .unwrap();
+        let with_row = ledger
+            .append_entry(
+                EntryKind::AuthEvent,
+                body(2),
+                vec![unique_row(&TEST_UNIQUE, "own")],
+            )
+            .await
+            .unwrap();
+        let group = ledger
+            .append_group(vec![
+                (EntryKind::Decision, body(3), vec![]),
+                (EntryKind::Note, body(4), vec![]),
+                (EntryKind::BudgetEvent, body(5), vec![]),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            side_rows(&db).await,
+            vec![
+                (plain.index as i64, "hook-decision".into(), Some(1), None),
+                (
+                    with_row.index as i64,
+                    "hook-auth_event".into(),
+                    Some(2),
+                    None
+                ),
+                (group[0].index as i64, "hook-decision".into(), Some(3), None),
+                (
+                    group[2].index as i64,
+                    "hook-budget_event".into(),
+                    Some(5),
+                    None
+                ),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            unique_keys(&db).await,
+            vec![(with_row.index as i64, "own".into())],
+            "{name}"
+        );
+        // A hook whose row does not fit is refused on the caller's task.
+        let bad: lexecon_ledger::SideHook = Arc::new(|_, _| {
+            vec![SideRow {
+                table: &TEST_SIDE,
+                values: vec![SideValue::Int(1)],
+            }]
+        });
+        ledger.set_side_hook(bad);
+        let err = ledger
+            .append(EntryKind::Decision, json!({"n": 9}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, lexecon_ledger::LedgerError::SideRow(_)),
+            "{name}: {err}"
+        );
+        assert_eq!(ledger.tree_size().await.unwrap(), 6, "{name}");
+        ledger.shutdown().await.unwrap();
+        assert!(verify_signed_by_1(db.store()).await.valid, "{name}");
+    }
+}
+
+/// `inclusion_proofs` gives, in the order asked, the proofs `inclusion_proof` gives one
+/// at a time; `entries_at` the entries `entry` gives, in index order, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_proofs_and_entries_at_match_the_single_reads() {
+    for db in dbs().await {
+        let name = db.name();
+        let ledger = open(&db, 1, 16).await;
+        fill(&ledger, 77).await;
+        let asked = [76u64, 0, 5, 5, 33, 64, 12];
+        for size in [77u64, 65, 40] {
+            let wanted: Vec<u64> = asked.iter().copied().filter(|i| *i < size).collect();
+            let many = ledger.inclusion_proofs(&wanted, size).await.unwrap();
+            assert_eq!(many.len(), wanted.len(), "{name}");
+            for (p, i) in many.iter().zip(&wanted) {
+                let one = ledger.inclusion_proof(*i, Some(size)).await.unwrap();
+                assert_eq!(*p, one, "{name}: index {i} at size {size}");
+                verify_inclusion(&p.leaf_hash, p.index, size, &p.proof, &p.root).unwrap();
+            }
+        }
+        assert!(ledger.inclusion_proofs(&[80], 77).await.is_err(), "{name}");
+        let got = ledger.entries_at(&[64, 3, 99, 3, 0]).await.unwrap();
+        let indexes: Vec<u64> = got.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, [0, 3, 64], "{name}");
+        for e in got {
+            assert_eq!(
+                Some(e.clone()),
+                ledger.entry(e.index).await.unwrap(),
+                "{name}"
+            );
+        }
+        ledger.shutdown().await.unwrap();
+    }
+}
