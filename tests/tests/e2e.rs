@@ -21,12 +21,24 @@ use lexecon_proto::v1::{DecideRequest, GetEntriesRequest, LoadPolicyRequest, Out
 // One test binary; its parts by subject.
 #[path = "e2e/actor_binding.rs"]
 mod actor_binding;
+#[path = "e2e/audit.rs"]
+mod audit;
 #[path = "e2e/common.rs"]
 mod common;
 #[path = "e2e/every_rpc.rs"]
 mod every_rpc;
+#[path = "e2e/every_rpc_audit.rs"]
+mod every_rpc_audit;
+#[path = "e2e/every_rpc_evidence.rs"]
+mod every_rpc_evidence;
+#[path = "e2e/every_rpc_oversight.rs"]
+mod every_rpc_oversight;
+#[path = "e2e/evidence.rs"]
+mod evidence;
 #[path = "e2e/one_door.rs"]
 mod one_door;
+#[path = "e2e/oversight.rs"]
+mod oversight;
 #[path = "e2e/readme_tour.rs"]
 mod readme_tour;
 
@@ -946,6 +958,9 @@ async fn reflection_v1_and_v1alpha_list_every_service_without_a_token() {
             "lexecon.v1.RiskService",
             "lexecon.v1.BudgetService",
             "lexecon.v1.AuthService",
+            "lexecon.v1.OversightService",
+            "lexecon.v1.EvidenceService",
+            "lexecon.v1.AuditService",
             "grpc.health.v1.Health",
         ] {
             assert!(

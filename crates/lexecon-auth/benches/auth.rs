@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
         mfa_verified: false,
         actors: None,
         llm_roles: Arc::default(),
+        created_by: None,
     };
     let mfa_roles = [Role::Admin, Role::ComplianceOfficer];
     c.bench_function("check_access", |b| {

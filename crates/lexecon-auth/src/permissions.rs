@@ -24,6 +24,9 @@ const AUDITOR_UP: &[Role] = &[Auditor, ComplianceOfficer, Admin];
 const OFFICER_UP: &[Role] = &[ComplianceOfficer, Admin];
 const ADMIN: &[Role] = &[Admin];
 const AGENT_ADMIN: &[Role] = &[Agent, Admin];
+/// Auditors and up, and agents for what their own requests created (the engine checks
+/// that the escalation is the agent's own).
+const AGENT_AUDITOR_UP: &[Role] = &[Agent, Auditor, ComplianceOfficer, Admin];
 const DENY_ALL: &[Role] = &[];
 
 /// Every RPC of the `lexecon.v1` services with the access it requires, in proto order.
@@ -110,6 +113,78 @@ pub const PERMISSIONS: &[(&str, Access)] = &[
     ),
     ("/lexecon.v1.AuthService/ListOidcProviders", Access::Open),
     ("/lexecon.v1.AuthService/ExchangeOidcToken", Access::Open),
+    (
+        "/lexecon.v1.OversightService/ListEscalations",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/GetEscalation",
+        Access::Roles(AGENT_AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/ResolveEscalation",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/CreateOverride",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/ListOverrides",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/RevokeOverride",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/Halt",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/Resume",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/GetHaltStatus",
+        Access::Roles(EVERYONE),
+    ),
+    (
+        "/lexecon.v1.OversightService/WatchEvents",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.OversightService/GetAccountability",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.EvidenceService/RegisterEvidence",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.EvidenceService/GetEvidence",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.EvidenceService/ListEvidence",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.EvidenceService/VerifyEvidence",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.AuditService/QueryDecisions",
+        Access::Roles(PEOPLE),
+    ),
+    (
+        "/lexecon.v1.AuditService/ExportAudit",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.AuditService/ListAuditExports",
+        Access::Roles(AUDITOR_UP),
+    ),
 ];
 
 /// Services whose every method is open: health checks and server reflection.

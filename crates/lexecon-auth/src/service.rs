@@ -104,6 +104,9 @@ pub struct Principal {
     pub actors: Option<Arc<ActorBinding>>,
     /// The LLM roles requests made with an API key may name; empty for users.
     pub llm_roles: Arc<[String]>,
+    /// Who created an API key (its creator's ledger name); `None` for users and for
+    /// keys created before creators were recorded (shown as `unknown`).
+    pub created_by: Option<String>,
 }
 
 /// A session handed to a client.
@@ -165,6 +168,8 @@ pub struct NewApiKey {
     pub actors: Vec<String>,
     /// The LLM roles requests made with the key may name.
     pub llm_roles: Vec<String>,
+    /// Who creates the key: the creator's ledger name, as the engine records it.
+    pub created_by: Option<String>,
 }
 
 impl NewApiKey {
@@ -177,6 +182,7 @@ impl NewApiKey {
             expires_at: None,
             actors: Vec::new(),
             llm_roles: Vec::new(),
+            created_by: None,
         }
     }
 }
@@ -213,6 +219,8 @@ pub struct ApiKeyInfo {
     pub actors: Option<Vec<String>>,
     /// The LLM roles.
     pub llm_roles: Vec<String>,
+    /// Who created the key (`None`: created before creators were recorded).
+    pub created_by: Option<String>,
 }
 
 /// Number of backup codes per enrollment.
@@ -367,6 +375,7 @@ impl AuthService {
                 mfa_verified: false,
                 actors: key.actors.clone(),
                 llm_roles: Arc::clone(&key.llm_roles),
+                created_by: record.created_by.clone(),
             });
         }
         if !token.starts_with(SESSION_PREFIX) {
@@ -397,6 +406,7 @@ impl AuthService {
             mfa_verified: session.mfa_verified,
             actors: None,
             llm_roles: Arc::default(),
+            created_by: None,
         })
     }
 
@@ -704,6 +714,7 @@ impl AuthService {
             expires_at,
             actors,
             llm_roles,
+            created_by,
         } = new;
         if name.trim().is_empty() || name.len() > 128 {
             return Err(AuthError::InvalidArgument {
@@ -734,6 +745,7 @@ impl AuthService {
                 revoked_at: None,
                 actors: actors.clone(),
                 llm_roles: llm_roles.clone(),
+                created_by,
             })
             .await?;
         Ok(CreatedApiKey {
@@ -791,6 +803,7 @@ impl AuthService {
             revoked_at: k.revoked_at,
             actors: k.actors,
             llm_roles: k.llm_roles,
+            created_by: k.created_by,
         }))
     }
 

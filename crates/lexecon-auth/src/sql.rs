@@ -47,8 +47,7 @@ const USER_COLUMNS: &str =
     "id, username, password_hash, role, created_at, failed_logins, locked_until, mfa_enabled";
 const SESSION_COLUMNS: &str =
     "token_hash, user_id, created_at, last_seen_at, expires_at, revoked_at, mfa_verified";
-const KEY_COLUMNS: &str =
-    "key_id, name, role, key_hash, created_at, expires_at, revoked_at, actors, llm_roles";
+const KEY_COLUMNS: &str = "key_id, name, role, key_hash, created_at, expires_at, revoked_at, actors, llm_roles, created_by";
 
 macro_rules! auth_store {
     ($name:ident, $pool:ty, $row:ty, $dir:literal, $doc:literal) => {
@@ -113,6 +112,7 @@ macro_rules! auth_store {
                         .map(|a| string_list(&a, "actors"))
                         .transpose()?,
                     llm_roles: string_list(&row.try_get::<String, _>("llm_roles")?, "llm_roles")?,
+                    created_by: row.try_get("created_by")?,
                 })
             }
         }
@@ -378,7 +378,8 @@ macro_rules! auth_store {
             async fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO auth_api_keys (key_id, name, role, key_hash, created_at, expires_at, \
-                     revoked_at, actors, llm_roles) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     revoked_at, actors, llm_roles, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&k.key_id)
                 .bind(&k.name)
@@ -389,6 +390,7 @@ macro_rules! auth_store {
                 .bind(k.revoked_at.map(Timestamp::unix_micros))
                 .bind(k.actors.as_deref().map(list_json))
                 .bind(list_json(&k.llm_roles))
+                .bind(k.created_by.as_deref())
                 .execute(&self.pool)
                 .await
                 .map_err(map_insert)?;

@@ -121,6 +121,9 @@ pub struct ApiKeyRecord {
     pub actors: Option<Vec<String>>,
     /// The LLM roles requests made with the key may name.
     pub llm_roles: Vec<String>,
+    /// The creator's ledger name; `None` for a key created before creators were
+    /// recorded.
+    pub created_by: Option<String>,
 }
 
 /// Where auth state lives. Implementations: [`crate::SqliteAuthStore`],

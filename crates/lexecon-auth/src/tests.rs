@@ -88,6 +88,7 @@ fn principal(role: Role, kind: PrincipalKind, mfa_verified: bool) -> Principal {
         mfa_verified,
         actors: None,
         llm_roles: Arc::default(),
+        created_by: None,
     }
 }
 
@@ -113,9 +114,31 @@ fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
         "AuthService/Logout",
         "AuthService/WhoAmI",
         "AuthService/EnrollMfa",
+        "OversightService/GetHaltStatus",
+        "AuditService/QueryDecisions",
     ];
-    let auditor = ["LedgerService/Verify"];
-    let officer = ["DecisionService/RevokeToken"];
+    let auditor = [
+        "LedgerService/Verify",
+        "OversightService/ListEscalations",
+        "OversightService/GetEscalation",
+        "OversightService/ListOverrides",
+        "OversightService/WatchEvents",
+        "OversightService/GetAccountability",
+        "EvidenceService/GetEvidence",
+        "EvidenceService/ListEvidence",
+        "EvidenceService/VerifyEvidence",
+        "AuditService/ExportAudit",
+        "AuditService/ListAuditExports",
+    ];
+    let officer = [
+        "DecisionService/RevokeToken",
+        "OversightService/ResolveEscalation",
+        "OversightService/CreateOverride",
+        "OversightService/RevokeOverride",
+        "OversightService/Halt",
+        "OversightService/Resume",
+        "EvidenceService/RegisterEvidence",
+    ];
     let admin = [
         "DecisionService/Decide",
         "PolicyService/LoadPolicy",
@@ -136,6 +159,8 @@ fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
         "BudgetService/Settle",
         "BudgetService/Release",
         "RiskService/Assess",
+        "OversightService/GetEscalation",
+        "OversightService/GetHaltStatus",
     ];
     let mut set = BTreeSet::new();
     let mut add = |list: &[&'static str]| set.extend(list.iter().copied());
@@ -187,7 +212,7 @@ fn each_role_may_call_exactly_its_methods_and_is_refused_the_rest() {
 }
 
 #[test]
-fn agent_may_call_only_the_six_service_rpcs_and_who_am_i() {
+fn agent_may_call_only_the_service_rpcs_its_own_escalations_and_who_am_i() {
     let allowed: BTreeSet<&str> = PERMISSIONS
         .iter()
         .filter(|(_, a)| matches!(a, Access::Roles(r) if r.contains(&Role::Agent)))
@@ -201,6 +226,9 @@ fn agent_may_call_only_the_six_service_rpcs_and_who_am_i() {
         "/lexecon.v1.BudgetService/Release",
         "/lexecon.v1.RiskService/Assess",
         "/lexecon.v1.AuthService/WhoAmI",
+        // The engine limits an agent to the escalations its own requests created.
+        "/lexecon.v1.OversightService/GetEscalation",
+        "/lexecon.v1.OversightService/GetHaltStatus",
     ]
     .into();
     assert_eq!(allowed, expected);

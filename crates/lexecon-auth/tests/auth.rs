@@ -242,6 +242,7 @@ async fn users_and_passwords(h: &Harness) {
             mfa_verified: false,
             actors: None,
             llm_roles: Arc::default(),
+            created_by: None,
         }
     );
     h.service
@@ -386,6 +387,7 @@ async fn api_keys_expire_and_are_revocable(h: &Harness) {
                 ActorBinding::new(&["ai_agent:ci".to_owned()]).unwrap()
             )),
             llm_roles: Arc::default(),
+            created_by: None,
         }
     );
     h.service
@@ -1189,6 +1191,55 @@ async fn keys_from_before_bindings_speak_for_no_actor(h: &Harness) {
     assert!(!e.is_unauthenticated() && !e.is_permission_denied());
 }
 
+async fn api_keys_record_their_creator_and_older_keys_have_none(h: &Harness) {
+    let made = h
+        .service
+        .create_api_key(NewApiKey {
+            created_by: Some("user:root".into()),
+            ..agent_key("made", &["ai_agent:made"])
+        })
+        .await
+        .unwrap();
+    let p = h.service.authenticate(made.api_key.expose()).await.unwrap();
+    assert_eq!(p.created_by.as_deref(), Some("user:root"));
+    let info = h.service.api_key_info(&made.key_id).await.unwrap().unwrap();
+    assert_eq!(info.created_by.as_deref(), Some("user:root"));
+
+    // A row written before migration 3003 has no creator.
+    use sha2::Digest as _;
+    let token = "lxk_a_key_created_before_creators_were_recorded";
+    let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let sql = "INSERT INTO auth_api_keys (key_id, name, role, key_hash, created_at, actors) \
+               VALUES ('key_older', 'older', 'viewer', $1, 0, NULL)";
+    match &h.db {
+        Db::Sqlite(pool, _) => {
+            sqlx::query(sql)
+                .bind(&hash[..])
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        Db::Postgres(pool, _) => {
+            sqlx::query(sql)
+                .bind(&hash[..])
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+    let p = h.service.authenticate(token).await.unwrap();
+    assert_eq!((p.name.as_str(), p.created_by), ("older", None));
+    let users = h
+        .service
+        .create_user("bob", PASSWORD, Role::Viewer)
+        .await
+        .unwrap();
+    assert!(!users.user_id.is_empty());
+    let s = h.session("bob").await;
+    let p = h.service.authenticate(s.token.expose()).await.unwrap();
+    assert_eq!(p.created_by, None, "users have no key creator");
+}
+
 async fn concurrent_use_of_one_code_succeeds_once(h: &Harness) {
     h.service
         .create_user("root", PASSWORD, Role::Admin)
@@ -1295,6 +1346,7 @@ store_suite!(
     api_key_bindings_are_checked_naming_the_field,
     binding_changes_and_revocation_take_effect_at_once_on_this_node,
     keys_from_before_bindings_speak_for_no_actor,
+    api_keys_record_their_creator_and_older_keys_have_none,
     mfa_is_required_for_admins_and_cannot_be_skipped,
     wrong_mfa_codes_count_towards_lockout,
     viewer_may_opt_into_mfa,

@@ -84,6 +84,30 @@ pub(crate) enum Command {
     /// Risk scoring: assess a proposed action in six dimensions, without a server.
     #[command(subcommand)]
     Risk(crate::commands::risk::RiskCommand),
+    /// Escalations: list them, show one, approve or deny (through a server).
+    #[command(subcommand)]
+    Escalations(crate::commands::oversight::EscalationsCommand),
+    /// Overrides: create, list and revoke them (through a server).
+    #[command(subcommand)]
+    Override(crate::commands::oversight::OverrideCommand),
+    /// The stop button: every matching Decide is denied until `lexecon resume`.
+    Halt(crate::commands::oversight::HaltArgs),
+    /// End a halt.
+    Resume(crate::commands::oversight::ResumeArgs),
+    /// Governance events as the ledger records them: watch them.
+    #[command(subcommand)]
+    Events(crate::commands::oversight::EventsCommand),
+    /// Who was accountable for a decision.
+    Accountability(crate::commands::oversight::AccountabilityArgs),
+    /// Decisions: query the decision index (through a server).
+    #[command(subcommand)]
+    Decisions(crate::commands::decisions::DecisionsCommand),
+    /// Audit exports: take a verifiable bundle of decisions, and verify one offline.
+    #[command(subcommand)]
+    Audit(crate::commands::audit::AuditCommand),
+    /// Evidence: register, fetch, list and verify immutable artifacts (through a server).
+    #[command(subcommand)]
+    Evidence(crate::commands::evidence::EvidenceCommand),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`

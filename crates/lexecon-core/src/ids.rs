@@ -111,6 +111,30 @@ prefixed_id!(
     "res_",
     "reservation"
 );
+prefixed_id!(
+    /// The id of one escalation: `esc_` + ULID.
+    EscalationId,
+    "esc_",
+    "escalation"
+);
+prefixed_id!(
+    /// The id of one override: `ovr_` + ULID.
+    OverrideId,
+    "ovr_",
+    "override"
+);
+prefixed_id!(
+    /// The id of one halt: `hlt_` + ULID.
+    HaltId,
+    "hlt_",
+    "halt"
+);
+prefixed_id!(
+    /// The id of one audit export: `exp_` + ULID.
+    ExportId,
+    "exp_",
+    "export"
+);
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,9 @@ mod time;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use glob::{Glob, GlobError};
-pub use ids::{DecisionId, IdError, ReservationId, TokenId};
+pub use ids::{
+    DecisionId, EscalationId, ExportId, HaltId, IdError, OverrideId, ReservationId, TokenId,
+};
 pub use names::{Action, Actor, DataClass, NameError, Tool};
 pub use outcome::{Outcome, ParseEnumError, PolicyMode, RiskLevel};
 pub use request::{

@@ -157,6 +157,93 @@ impl Default for LedgerConfig {
     }
 }
 
+/// `[oversight]`: escalations, approvals and overrides (contract §6, docs/oversight.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OversightConfig {
+    /// Escalate every decision whose risk score reaches `risk.escalation_threshold`, in
+    /// every mode, unless something denied it.
+    pub auto_escalate: bool,
+    /// Critical escalations need two distinct approvers; one denial ends them.
+    pub two_person_rule: bool,
+    /// Who may resolve escalations: `any` officer or admin principal, or only `people`
+    /// (MFA-verified user sessions).
+    pub approvers: Approvers,
+    /// The warning event comes this many seconds before an escalation's deadline.
+    pub warn_before_secs: u64,
+    /// An approval's grant may be used for this many seconds (1..=604800).
+    pub approval_ttl_secs: u64,
+    /// The furthest ahead an override may expire, in seconds (60..=31536000).
+    pub max_override_secs: u64,
+    /// The SLA of each priority, in seconds.
+    pub sla_secs: SlaSecs,
+}
+
+impl Default for OversightConfig {
+    fn default() -> Self {
+        OversightConfig {
+            auto_escalate: true,
+            two_person_rule: true,
+            approvers: Approvers::Any,
+            warn_before_secs: 3_600,
+            approval_ttl_secs: 3_600,
+            max_override_secs: 86_400,
+            sla_secs: SlaSecs::default(),
+        }
+    }
+}
+
+/// Who may resolve escalations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approvers {
+    /// Any compliance officer or admin principal, API keys included.
+    Any,
+    /// Only user sessions that completed MFA.
+    People,
+}
+
+/// `[oversight.sla_secs]`: how long each priority may stay pending, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaSecs {
+    /// Critical escalations.
+    pub critical: u64,
+    /// High.
+    pub high: u64,
+    /// Medium.
+    pub medium: u64,
+    /// Low.
+    pub low: u64,
+}
+
+impl Default for SlaSecs {
+    fn default() -> Self {
+        SlaSecs {
+            critical: 7_200,
+            high: 28_800,
+            medium: 86_400,
+            low: 259_200,
+        }
+    }
+}
+
+/// `[evidence]`: the evidence store (contract §7, docs/evidence.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// The largest artifact, in bytes (1..=268435456).
+    pub max_bytes: usize,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// `[node]`: this server's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -290,6 +377,10 @@ pub struct Config {
     pub budget: lexecon_budget::BudgetConfig,
     /// `[auth]`: MFA and OIDC.
     pub auth: AuthSection,
+    /// `[oversight]`: escalations, approvals and overrides.
+    pub oversight: OversightConfig,
+    /// `[evidence]`: the evidence store.
+    pub evidence: EvidenceConfig,
     /// The data directory the configuration was loaded for (not a key).
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -393,6 +484,53 @@ impl Config {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
             format!("must be letters, digits, - _ or ., got {:?}", self.node.id),
+        )?;
+        for (key, secs) in [
+            (
+                "oversight.sla_secs.critical",
+                self.oversight.sla_secs.critical,
+            ),
+            ("oversight.sla_secs.high", self.oversight.sla_secs.high),
+            ("oversight.sla_secs.medium", self.oversight.sla_secs.medium),
+            ("oversight.sla_secs.low", self.oversight.sla_secs.low),
+        ] {
+            range(
+                key,
+                (1..=31_536_000).contains(&secs),
+                format!("must be between 1 and 31536000 seconds, got {secs}"),
+            )?;
+        }
+        range(
+            "oversight.warn_before_secs",
+            self.oversight.warn_before_secs <= 31_536_000,
+            format!(
+                "must be at most 31536000 seconds, got {}",
+                self.oversight.warn_before_secs
+            ),
+        )?;
+        range(
+            "oversight.approval_ttl_secs",
+            (1..=604_800).contains(&self.oversight.approval_ttl_secs),
+            format!(
+                "must be between 1 and 604800 seconds, got {}",
+                self.oversight.approval_ttl_secs
+            ),
+        )?;
+        range(
+            "oversight.max_override_secs",
+            (60..=31_536_000).contains(&self.oversight.max_override_secs),
+            format!(
+                "must be between 60 and 31536000 seconds, got {}",
+                self.oversight.max_override_secs
+            ),
+        )?;
+        range(
+            "evidence.max_bytes",
+            (1..=256 * 1024 * 1024).contains(&self.evidence.max_bytes),
+            format!(
+                "must be between 1 and 268435456, got {}",
+                self.evidence.max_bytes
+            ),
         )?;
         if let Some(url) = &self.database.url {
             range(

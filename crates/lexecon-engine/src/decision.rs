@@ -1,6 +1,8 @@
 //! A decision as the engine returns it and records it.
 
-use lexecon_core::{DecisionId, Outcome, PolicyMode, RiskLevel, Timestamp};
+use lexecon_core::{
+    DecisionId, EscalationId, Outcome, OverrideId, PolicyMode, RiskLevel, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// One factor of a risk dimension.
@@ -67,8 +69,61 @@ pub struct Decision {
     pub policy_version_hash: [u8; 32],
     /// When it was decided.
     pub decided_at: Timestamp,
+    /// The escalation an ESCALATED decision created, or whose grant an APPROVED one used.
+    #[serde(default)]
+    pub escalation_id: Option<EscalationId>,
+    /// The override that decided it, or that matched an escalation it could not decide.
+    #[serde(default)]
+    pub override_id: Option<OverrideId>,
+    /// The escalation's state when this answer was given (ESCALATED decisions; a
+    /// retried Decide reads it afresh).
+    #[serde(default)]
+    pub escalation_state: Option<EscalationState>,
     /// SHA-256 of the request, for decisions with a `request_id` (kept beside the
     /// idempotency row, not in it).
     #[serde(skip)]
     pub fingerprint: Vec<u8>,
+}
+
+/// The state of an escalation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalationState {
+    /// Waiting for people.
+    Pending,
+    /// Approved (by two distinct people for a critical one under the two-person rule).
+    Approved,
+    /// Denied by one person.
+    Denied,
+    /// Nobody resolved it before `due_at`; the action stays refused.
+    Expired,
+    /// Cancelled because the asking API key was revoked.
+    Cancelled,
+}
+
+impl EscalationState {
+    /// Every state.
+    pub const ALL: [EscalationState; 5] = [
+        EscalationState::Pending,
+        EscalationState::Approved,
+        EscalationState::Denied,
+        EscalationState::Expired,
+        EscalationState::Cancelled,
+    ];
+
+    /// The name in payloads and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscalationState::Pending => "pending",
+            EscalationState::Approved => "approved",
+            EscalationState::Denied => "denied",
+            EscalationState::Expired => "expired",
+            EscalationState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state named `s`.
+    pub fn parse(s: &str) -> Option<EscalationState> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }

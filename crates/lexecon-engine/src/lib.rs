@@ -17,12 +17,28 @@ pub mod policy;
 pub use config::{Config, ConfigError};
 pub use decision::Decision;
 pub use engine::{
+    Accountability, AccountablePolicy, ApprovalRecord, DecisionMaker, EscalationPriority,
+    EscalationQuery, EscalationResolution, EscalationState, EscalationView, Event, EventStream,
+    HaltRecord, MAX_OVERSIGHT_TEXT_BYTES, MIN_JUSTIFICATION_CHARS, OverrideEffect, OverrideInput,
+    OverrideKind, OverrideRecord, OverrideRevocation, ResponsibilityLevel, SweepReport,
+};
+pub use engine::{
     ActionInput, AuthorizeInput, Caller, Checkpoint, CreatedKey, DecideInput, Engine, EngineError,
     EntryPage, ErrorClass, LlmAuthorization, LoginResult, MAX_LIMITS_BYTES, MAX_PAGE,
     MAX_POLICY_BYTES, MAX_REASON_BYTES, MAX_REQUEST_ID_BYTES, MAX_TOKEN_BYTES, PolicyRecord,
     PolicyValidation, Reloaded, SYNC_EVERY, TokenCheck, VerifyReport, VerifyTokenInput,
     auth_config, auth_service_with, migrate_all,
 };
+pub use engine::{
+    ArtifactType, EVIDENCE_CHUNK_BYTES, EvidenceCheck, EvidenceFilter, EvidenceInput,
+    EvidenceRecord, MAX_CONTROL_ID_BYTES, MAX_EVIDENCE_LINKS, MAX_EVIDENCE_MEDIA_TYPE_BYTES,
+    MAX_EVIDENCE_TITLE_BYTES, Registered, UnknownArtifactType,
+};
+pub use engine::{
+    AuditExportRecord, AuditExportStream, BackfillProgress, BundleChunk, DecisionQuery,
+    DecisionRecord, ExportQuery, MAX_CHUNK_BYTES, MAX_SCAN_ROWS,
+};
+pub use engine::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
 pub use layout::DataDir;
 
 /// Serializes the tests that set process environment variables (figment's `Jail`) with

@@ -22,6 +22,7 @@ use lexecon_proto::v1::auth_service_server::AuthServiceServer;
 use lexecon_proto::v1::budget_service_server::BudgetServiceServer;
 use lexecon_proto::v1::decision_service_server::DecisionServiceServer;
 use lexecon_proto::v1::ledger_service_server::LedgerServiceServer;
+use lexecon_proto::v1::oversight_service_server::OversightServiceServer;
 use lexecon_proto::v1::policy_service_server::PolicyServiceServer;
 use lexecon_proto::v1::risk_service_server::RiskServiceServer;
 use tokio::sync::watch;
@@ -58,7 +59,7 @@ pub enum ServeError {
 }
 
 /// The names health reports on: the whole server ("") and each service.
-const HEALTH_SERVICES: [&str; 7] = [
+const HEALTH_SERVICES: [&str; 10] = [
     "",
     "lexecon.v1.DecisionService",
     "lexecon.v1.PolicyService",
@@ -66,6 +67,9 @@ const HEALTH_SERVICES: [&str; 7] = [
     "lexecon.v1.RiskService",
     "lexecon.v1.BudgetService",
     "lexecon.v1.AuthService",
+    "lexecon.v1.OversightService",
+    "lexecon.v1.EvidenceService",
+    "lexecon.v1.AuditService",
 ];
 
 /// Where to listen.
@@ -252,7 +256,15 @@ pub async fn serve(
         .add_service(
             AuthServiceServer::new(services::auth::AuthSvc(shared.clone()))
                 .max_decoding_message_size(max),
-        );
+        )
+        .add_service(
+            OversightServiceServer::new(services::oversight::OversightSvc(shared.clone()))
+                .max_decoding_message_size(max),
+        )
+        // Evidence has its own limits: artifacts up to evidence.max_bytes, whatever
+        // server.max_request_bytes says, plus room for the other fields.
+        .add_service(services::evidence::server(shared.clone()))
+        .add_service(services::audit::server(shared.clone()));
 
     // Health: SERVING only now that the database, the ledger writer and the policy are up.
     for name in HEALTH_SERVICES {
@@ -265,8 +277,12 @@ pub async fn serve(
 
     let draining = {
         let health = health_reporter.clone();
+        let engine = Arc::clone(&engine);
         async move {
             shutdown.await;
+            // Open WatchEvents streams would hold the drain open forever: end them,
+            // telling each client the index to resume from.
+            engine.stop_watchers();
             for name in HEALTH_SERVICES {
                 health
                     .set_service_status(name, ServingStatus::NotServing)

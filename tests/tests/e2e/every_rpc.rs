@@ -21,6 +21,7 @@ const FOR_EVERY_ROLE: &[&str] = &[
     "DecisionService/VerifyToken",
     "RiskService/Assess",
     "AuthService/WhoAmI",
+    "OversightService/GetHaltStatus",
 ];
 
 /// RPCs that need no token.
@@ -39,14 +40,15 @@ struct Called {
     open: BTreeSet<String>,
 }
 
-/// Calls RPCs by name and records which were called how.
+/// Calls RPCs by name and records which were called how. The area modules
+/// (`every_rpc_<area>.rs`) use it too.
 #[derive(Debug)]
-struct Rpc {
-    channel: Channel,
+pub(crate) struct Rpc {
+    pub(crate) channel: Channel,
     called: Mutex<Called>,
 }
 
-fn path(method: &str) -> String {
+pub(crate) fn path(method: &str) -> String {
     if method.starts_with("grpc.") {
         format!("/{method}")
     } else {
@@ -56,7 +58,12 @@ fn path(method: &str) -> String {
 
 impl Rpc {
     /// A valid call that must succeed; `token` `None` calls an open RPC without one.
-    async fn ok<Req, Resp>(&self, method: &str, token: Option<&str>, request: Req) -> Resp
+    pub(crate) async fn ok<Req, Resp>(
+        &self,
+        method: &str,
+        token: Option<&str>,
+        request: Req,
+    ) -> Resp
     where
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
@@ -73,7 +80,7 @@ impl Rpc {
     }
 
     /// A call by a principal whose role may not call `method`: `PERMISSION_DENIED`.
-    async fn refused<Req>(&self, method: &str, token: &str, request: Req)
+    pub(crate) async fn refused<Req>(&self, method: &str, token: &str, request: Req)
     where
         Req: prost::Message + Send + Sync + 'static,
     {
@@ -84,6 +91,22 @@ impl Rpc {
                 panic!("{method}: expected PERMISSION_DENIED for a refused role, got {other:?}")
             }
         }
+        self.called
+            .lock()
+            .unwrap()
+            .refused
+            .insert(method.to_owned());
+    }
+}
+
+impl Rpc {
+    /// Records a valid call the caller made itself (a server-streaming RPC).
+    pub(crate) fn record_ok(&self, method: &str) {
+        self.called.lock().unwrap().ok.insert(method.to_owned());
+    }
+
+    /// Records a refused call the caller checked itself (a server-streaming RPC).
+    pub(crate) fn record_refused(&self, method: &str) {
         self.called
             .lock()
             .unwrap()
@@ -712,6 +735,11 @@ async fn every_rpc_over_the_wire_with_a_valid_request_a_refused_role_and_no_toke
         .await;
     assert_eq!(exchanged.role(), Role::Viewer);
     assert!(exchanged.session.is_some_and(|s| !s.token.is_empty()));
+
+    // --- Oversight, evidence and audit. ---
+    crate::every_rpc_oversight::oversight_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
+    crate::every_rpc_evidence::evidence_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
+    crate::every_rpc_audit::audit_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
 
     rpc.refused("AuthService/Logout", agent, LogoutRequest {})
         .await;

@@ -268,6 +268,7 @@ pub(crate) fn run_apikey(cmd: &ApiKeyCommand) -> Result<Verdict> {
                 expires_at: expires,
                 actors: actors.clone(),
                 llm_roles: llm_roles.clone(),
+                created_by: None,
             };
             let created = runtime()?.block_on(create_key(target, key))?;
             if *json {

@@ -61,7 +61,10 @@ impl LlmArgs {
          server decides for that actor"
     )),
     after_long_help = "\
-Exit codes: 0 approved, 1 denied or escalated, 2 error (no server, bad token, bad input).
+Exit codes: 0 approved, or escalated and carrying a capability token (an approved
+escalation's grant, fetched by retrying with the same --request-id); 1 denied, or
+escalated and waiting for people (the escalation id and state are printed); 2 error (no
+server, bad token, bad input).
 
 Examples:
   lexecon decide --actor ai_agent:customer_service --action read:customer_data \\
@@ -119,11 +122,18 @@ pub(crate) fn run_decide(args: &DecideArgs) -> Result<Verdict> {
     } else {
         print_decision(&response);
     }
-    Ok(if response.outcome() == Outcome::Approved {
-        Verdict::Yes
-    } else {
-        Verdict::No
-    })
+    Ok(verdict(&response))
+}
+
+/// Exit 0 for an approval, and for an escalated answer that carries a token (the
+/// approved escalation's grant, fetched by a retry with the original request_id).
+pub(crate) fn verdict(r: &DecideResponse) -> Verdict {
+    let carries_token = !r.capability_token.is_empty();
+    match r.outcome() {
+        Outcome::Approved => Verdict::Yes,
+        Outcome::Escalated if carries_token => Verdict::Yes,
+        Outcome::Escalated | Outcome::Denied | Outcome::Unspecified => Verdict::No,
+    }
 }
 
 pub(crate) fn outcome_word(outcome: Outcome) -> &'static str {
@@ -192,6 +202,10 @@ pub(crate) fn decision_json(r: &DecideResponse) -> serde_json::Value {
         "capability_token": r.capability_token,
         "token_expires_at": rfc3339(r.token_expires_at.as_ref()),
         "reservation_id": r.reservation_id,
+        "escalation_id": (!r.escalation_id.is_empty()).then_some(&r.escalation_id),
+        "escalation_state": (!r.escalation_id.is_empty())
+            .then(|| super::oversight::state_name(r.escalation_state)),
+        "override_id": (!r.override_id.is_empty()).then_some(&r.override_id),
         "ledger_index": r.ledger_index,
         "ledger_leaf_hash": hex_string(&r.ledger_leaf_hash),
         "policy_version_hash": hex_string(&r.policy_version_hash),
@@ -219,6 +233,23 @@ fn print_decision(r: &DecideResponse) {
         risk_word(r.risk_level()),
         r.risk_score
     );
+    if !r.escalation_id.is_empty() {
+        println!(
+            "  escalation: {} ({})",
+            r.escalation_id,
+            super::oversight::state_name(r.escalation_state)
+        );
+        if r.outcome() == Outcome::Escalated && r.capability_token.is_empty() {
+            println!(
+                "              waiting for people: retry with the same --request-id, or \
+                 `lexecon escalations show {}`, to get the token once approved",
+                r.escalation_id
+            );
+        }
+    }
+    if !r.override_id.is_empty() {
+        println!("  override:  {}", r.override_id);
+    }
     if !r.capability_token.is_empty() {
         println!("  token:     {}", r.capability_token);
         if let Some(exp) = rfc3339(r.token_expires_at.as_ref()) {

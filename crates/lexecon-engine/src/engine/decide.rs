@@ -1,5 +1,8 @@
-//! The decision pipeline: validate, check the actor binding, replay by `request_id`,
-//! policy, risk, budget, token, ledger append.
+//! The decision pipeline, in the order of contract §6: validate, check the actor
+//! binding, replay by `request_id`, halt, policy, risk, auto-escalation, an approved
+//! escalation's grant, overrides, budget, token, ledger append. An ESCALATED decision is
+//! appended in one group with the `escalation_created` entry of its escalation; one that
+//! used a grant, with the `escalation_grant_used` entry.
 
 use std::sync::Arc;
 
@@ -12,7 +15,10 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use super::payload::{decision_payload, dimension_views};
+use super::oversight::{
+    EscClaim, EscalationInput, EscalationPriority, GrantUse, GroupEntry, Matched, NewEscalation,
+};
+use super::payload::{OversightFields, decision_payload, dimension_views};
 use super::store::{IdemKey, IdemRow};
 use super::{Caller, DecideInput, Engine, EngineError, input, ops};
 use crate::decision::Decision;
@@ -33,6 +39,11 @@ pub(crate) struct Prepared {
     pub(crate) decision: Decision,
     pub(crate) payload: Vec<u8>,
     pub(crate) reservation: Option<ReservationId>,
+    /// The escalation an ESCALATED decision creates, appended in its group.
+    pub(crate) escalation: Option<NewEscalation>,
+    /// The claimed grant an APPROVED decision uses, with its `escalation_grant_used`
+    /// entry, appended in its group.
+    pub(crate) grant: Option<(EscClaim, GroupEntry)>,
 }
 
 /// What a validated Decide carries through the pipeline.
@@ -196,7 +207,7 @@ impl Engine {
                 Some(Stored::Done {
                     decision,
                     token_claims: None,
-                }) => return Ok(decision),
+                }) => return self.with_escalation(decision, &checked.principal).await,
                 Some(Stored::Done {
                     decision,
                     token_claims: Some(kept),
@@ -249,7 +260,7 @@ impl Engine {
             let ledger_from = match self.ledger.tree_size().await {
                 Ok(size) => size,
                 Err(e) => {
-                    self.release_reservation(prepared.reservation).await;
+                    self.release_prepared(&prepared).await;
                     return Err(e.into());
                 }
             };
@@ -261,11 +272,11 @@ impl Engine {
                 Ok(true) => {}
                 Ok(false) => {
                     // Another server claimed it first: its decision is the answer.
-                    self.release_reservation(prepared.reservation).await;
+                    self.release_prepared(&prepared).await;
                     continue;
                 }
                 Err(e) => {
-                    self.release_reservation(prepared.reservation).await;
+                    self.release_prepared(&prepared).await;
                     return Err(e);
                 }
             }
@@ -391,6 +402,7 @@ impl Engine {
     /// everything but the append.
     pub(crate) async fn prepare(&self, checked: &Checked) -> Result<Prepared, EngineError> {
         let req = &checked.req;
+        let oversight = self.oversight_now().await?;
         let now = self.clock.now();
         let decision_id = DecisionId::new(now, rand::thread_rng().r#gen());
         let policy = self.policy.current();
@@ -406,11 +418,106 @@ impl Engine {
         let mut outcome = eval.outcome;
         let mut reasons = eval.reasons.clone();
         let mut reasoning = eval.reasoning.clone();
+        let mut override_id = None;
+        let mut grant: Option<EscClaim> = None;
+        let mut priority = None;
+
+        if let Some(halt) = oversight.halt_for(req.actor.as_str()) {
+            // Policy and risk ran so the entry is complete, but a halt decides alone.
+            outcome = Outcome::Denied;
+            reasons = vec![format!("halted:{halt}")];
+            reasoning = format!(
+                "Denied: halt {halt} stops every decision for this actor until it is resumed."
+            );
+        } else {
+            let settings = self.oversight_settings();
+            if outcome == Outcome::Approved
+                && settings.auto_escalate
+                && assessment.score >= assessment.escalation_threshold
+            {
+                outcome = Outcome::Escalated;
+                reasons = vec!["auto-escalation".to_owned()];
+                reasoning = format!(
+                    "Escalated: permitted by the policy, but the risk score {} is at or above \
+                     risk.escalation_threshold ({}), so a person must confirm.",
+                    assessment.score, assessment.escalation_threshold
+                );
+            }
+            let matched = if oversight.is_empty() {
+                Matched::default()
+            } else {
+                oversight.overrides_for(req, now)
+            };
+            match outcome {
+                Outcome::Escalated => {
+                    let level = EscalationPriority::of(assessment.level);
+                    let prio = if reasons.iter().any(|r| r == "paranoid-risk-level") {
+                        level.max(EscalationPriority::High)
+                    } else {
+                        level
+                    };
+                    if let Some(deny) = matched.deny {
+                        outcome = Outcome::Denied;
+                        reasons = vec![format!("override:{deny}")];
+                        reasoning = format!("Denied by override {deny}.");
+                        override_id = Some(deny);
+                    } else if let Some(claim) = self.claim_grant(&checked.idem, req, now).await? {
+                        let id = claim.row.escalation_id.clone();
+                        outcome = Outcome::Approved;
+                        reasons = vec![format!("escalation:{id}")];
+                        reasoning = format!(
+                            "Approved: people approved escalation {id} for this request; its \
+                             grant is used by this decision."
+                        );
+                        grant = Some(claim);
+                    } else if let Some(approve) = matched.approve {
+                        override_id = Some(approve);
+                        if prio == EscalationPriority::Critical && settings.two_person_rule {
+                            priority = Some(prio);
+                        } else {
+                            outcome = Outcome::Approved;
+                            reasons = vec![format!("override:{approve}")];
+                            reasoning = format!("Approved by override {approve}.");
+                        }
+                    } else {
+                        priority = Some(prio);
+                    }
+                }
+                Outcome::Denied => {
+                    if let (None, Some(approve)) = (matched.deny, matched.approve) {
+                        outcome = Outcome::Approved;
+                        reasons = vec![format!("override:{approve}")];
+                        reasoning = format!(
+                            "Approved by override {approve} over the policy's denial ({}).",
+                            eval.reasons.join(", ")
+                        );
+                        override_id = Some(approve);
+                    }
+                }
+                Outcome::Approved => {
+                    if let Some(deny) = matched.deny {
+                        outcome = Outcome::Denied;
+                        reasons = vec![format!("override:{deny}")];
+                        reasoning = format!("Denied by override {deny}.");
+                        override_id = Some(deny);
+                    }
+                }
+            }
+        }
 
         // Budget, rate and model access for an LLM call the policy approved. Any failure
-        // of the budget step denies: deny is the safe failure.
+        // of the budget step denies: deny is the safe failure. An escalated call is
+        // checked but not reserved: it is reserved when its grant is used.
         let mut reservation = None;
         let mut warnings = Vec::new();
+        if let (Outcome::Escalated, Some(llm)) = (outcome, &req.llm)
+            && let Err(e) = self.budget.check_for(llm, checked.key.as_deref()).await
+        {
+            priority = None;
+            override_id = None;
+            outcome = Outcome::Denied;
+            (reasons, reasoning) = budget_refusal(&e);
+        }
         if let (Outcome::Approved, Some(llm)) = (outcome, &req.llm) {
             match self.budget.authorize_for(llm, checked.key.as_deref()).await {
                 Ok(auth) => {
@@ -421,16 +528,11 @@ impl Engine {
                         .map(lexecon_budget::SoftLimitEvent::message)
                         .collect();
                 }
-                Err(BudgetError::Denied(denial)) => {
+                Err(e) => {
+                    // An override never lifts a budget limit; a used grant stays spent.
+                    override_id = None;
                     outcome = Outcome::Denied;
-                    reasons = vec![denial.limit_id.clone()];
-                    reasoning = format!("Denied by the LLM budget: {}.", denial.message());
-                }
-                Err(other) => {
-                    tracing::error!(error = %other, "budget check failed; denying");
-                    outcome = Outcome::Denied;
-                    reasons = vec!["budget-unavailable".to_owned()];
-                    reasoning = format!("Denied because the budget check failed: {other}.");
+                    (reasons, reasoning) = budget_refusal(&e);
                 }
             }
         }
@@ -461,6 +563,55 @@ impl Engine {
         }
 
         let reservation_text = reservation.map(|r| r.to_string());
+        let escalation = match priority.filter(|_| outcome == Outcome::Escalated) {
+            Some(priority) => match self.new_escalation(&EscalationInput {
+                by: &checked.principal,
+                principal_key: &checked.idem,
+                decision_id,
+                req,
+                priority,
+                override_id,
+                policy_hash,
+                now,
+            }) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.release_parts(reservation, grant.as_ref()).await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let grant = match grant {
+            Some(claim) => {
+                let used = GrantUse {
+                    by: &checked.principal,
+                    decision_id: Some(&decision_id),
+                    outcome,
+                    token: token_claims.as_ref(),
+                    token_claims: None,
+                    reservation_id: reservation_text.as_deref(),
+                };
+                match self.grant_used_entry(&claim, used) {
+                    Ok(entry) => Some((claim, entry)),
+                    Err(e) => {
+                        self.release_parts(reservation, Some(&claim)).await;
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let escalation_id = escalation.as_ref().map(|e| e.id).or_else(|| {
+            grant
+                .as_ref()
+                .and_then(|(c, _)| c.row.escalation_id.parse().ok())
+        });
+        let oversight_fields = OversightFields {
+            escalation: escalation.as_ref().map(|e| (&e.id, e.priority, e.due_at)),
+            override_id: override_id.as_ref(),
+            grant_escalation_id: grant.as_ref().map(|(c, _)| c.row.escalation_id.as_str()),
+        };
         let payload = decision_payload(
             &checked.principal,
             &decision_id,
@@ -472,11 +623,13 @@ impl Engine {
             &policy,
             token_claims.as_ref(),
             reservation_text.as_deref(),
+            &oversight_fields,
         );
         let payload = match payload {
             Ok(bytes) => bytes,
             Err(e) => {
-                self.release_reservation(reservation).await;
+                self.release_parts(reservation, grant.as_ref().map(|(c, _)| c))
+                    .await;
                 return Err(e);
             }
         };
@@ -500,6 +653,9 @@ impl Engine {
                 ledger_leaf_hash: [0; 32],
                 policy_version_hash: policy_hash,
                 decided_at: now,
+                escalation_id,
+                override_id,
+                escalation_state: escalation.as_ref().map(|e| e.state),
                 fingerprint: if checked.request_id.is_some() {
                     fingerprint(req)
                 } else {
@@ -508,28 +664,108 @@ impl Engine {
             },
             payload,
             reservation,
+            escalation,
+            grant,
         })
     }
 
-    /// Appends a prepared decision's entry and returns the decision with its receipt.
-    /// On failure nothing was acknowledged, and the budget reservation is given back.
+    /// Appends a prepared decision's entry (with the escalation or grant entry that goes
+    /// with it, as one group at consecutive indexes) and returns the decision with its
+    /// receipt. On failure nothing was acknowledged: the budget reservation and any grant
+    /// claim are given back.
     pub(crate) async fn record(&self, prepared: Prepared) -> Result<Decision, EngineError> {
         let Prepared {
             mut decision,
             payload,
             reservation,
+            escalation,
+            grant,
         } = prepared;
-        match self.ledger.append_bytes(EntryKind::Decision, payload).await {
-            Ok(receipt) => {
-                decision.ledger_index = receipt.index;
-                decision.ledger_leaf_hash = receipt.leaf_hash;
+        let index_row = match super::journal::decision_index_row(&decision, &payload) {
+            Ok(row) => row,
+            Err(e) => {
+                self.release_parts(reservation, grant.as_ref().map(|(c, _)| c))
+                    .await;
+                return Err(e);
+            }
+        };
+        let (claim, extra) = match (escalation, grant) {
+            (Some(e), _) => (None, Some(e.entry)),
+            (None, Some((claim, entry))) => (Some(claim), Some(entry)),
+            (None, None) => (None, None),
+        };
+        let appended = match extra {
+            None => self
+                .ledger
+                .append_entry(EntryKind::Decision, payload, vec![index_row])
+                .await
+                .map(|r| (r.index, r.leaf_hash)),
+            Some(extra) => self
+                .ledger
+                .append_group(vec![(EntryKind::Decision, payload, vec![index_row]), extra])
+                .await
+                .and_then(|receipts| {
+                    receipts
+                        .first()
+                        .map(|r| (r.index, r.leaf_hash))
+                        .ok_or_else(|| {
+                            lexecon_ledger::LedgerError::Corrupt(
+                                "a group append returned no receipt".to_owned(),
+                            )
+                        })
+                }),
+        };
+        match appended {
+            Ok((index, leaf_hash)) => {
+                decision.ledger_index = index;
+                decision.ledger_leaf_hash = leaf_hash;
                 Ok(decision)
             }
             Err(e) => {
-                self.release_reservation(reservation).await;
+                self.release_parts(reservation, claim.as_ref()).await;
                 Err(e.into())
             }
         }
+    }
+
+    /// Gives back what a prepared decision holds: its budget reservation and its grant
+    /// claim.
+    pub(crate) async fn release_prepared(&self, prepared: &Prepared) {
+        self.release_parts(
+            prepared.reservation,
+            prepared.grant.as_ref().map(|(c, _)| c),
+        )
+        .await;
+    }
+
+    async fn release_parts(&self, reservation: Option<ReservationId>, grant: Option<&EscClaim>) {
+        self.release_reservation(reservation).await;
+        if let Some(claim) = grant {
+            self.release_claim(&claim.row.escalation_id, &claim.owner)
+                .await;
+        }
+    }
+
+    /// A stored ESCALATED decision answered again: with its escalation's state now, and
+    /// the token once its grant was used by fetching (this fetch or an earlier one).
+    async fn with_escalation(
+        &self,
+        mut decision: Decision,
+        by: &str,
+    ) -> Result<Decision, EngineError> {
+        let Some(id) = decision
+            .escalation_id
+            .filter(|_| decision.outcome == Outcome::Escalated)
+        else {
+            return Ok(decision);
+        };
+        let (state, token) = self.escalation_for_replay(&id, by).await?;
+        decision.escalation_state = Some(state);
+        if let Some((token, expires_at)) = token {
+            decision.capability_token = Some(token);
+            decision.token_expires_at = Some(expires_at);
+        }
+        Ok(decision)
     }
 
     pub(crate) async fn release_reservation(&self, reservation: Option<ReservationId>) {
@@ -617,4 +853,21 @@ fn row_of(decision: &Decision) -> Result<(String, Option<String>), EngineError> 
     })
     .map_err(|e| EngineError::Corrupt(format!("cannot encode the decision: {e}")))?;
     Ok((json, token_claims))
+}
+
+/// The reasons and reasoning of a decision the budget step refused.
+fn budget_refusal(e: &BudgetError) -> (Vec<String>, String) {
+    match e {
+        BudgetError::Denied(denial) => (
+            vec![denial.limit_id.clone()],
+            format!("Denied by the LLM budget: {}.", denial.message()),
+        ),
+        other => {
+            tracing::error!(error = %other, "budget check failed; denying");
+            (
+                vec!["budget-unavailable".to_owned()],
+                format!("Denied because the budget check failed: {other}."),
+            )
+        }
+    }
 }

@@ -42,6 +42,7 @@ fn agent(name: &str, patterns: &[&str]) -> Caller {
         mfa_verified: false,
         actors: Some(Arc::new(ActorBinding::new(&patterns).unwrap())),
         llm_roles: Arc::from(Vec::<String>::new()),
+        created_by: None,
     })
 }
 
@@ -241,6 +242,7 @@ async fn admins_speak_for_anyone_and_agents_name_only_their_llm_roles() {
         mfa_verified: false,
         actors: None,
         llm_roles: Arc::from(Vec::<String>::new()),
+        created_by: None,
     });
     let d = engine
         .decide(&admin, decide_input("admin:root"))

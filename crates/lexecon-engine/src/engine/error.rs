@@ -61,6 +61,18 @@ pub enum EngineError {
     /// Stored state contradicts itself or the ledger.
     #[error("{0}")]
     Corrupt(String),
+    /// The engine cannot answer safely now (stale oversight state, an index still being
+    /// built); retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request is well formed but the state of what it names does not allow it
+    /// (an escalation already resolved, an override already revoked).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The operation was cut short (a watcher fell too far behind); the message says how
+    /// to carry on.
+    #[error("{0}")]
+    Aborted(String),
 }
 
 /// What kind of failure an error is, for adapters choosing a status code.
@@ -78,6 +90,10 @@ pub enum ErrorClass {
     PermissionDenied,
     /// A dependency failed or the call raced another; retrying may work.
     Unavailable,
+    /// The thing exists but its state does not allow this.
+    FailedPrecondition,
+    /// Cut short; the caller should resume as the message says.
+    Aborted,
     /// Stored data is damaged; an operator must look.
     DataLoss,
     /// A bug or a broken deployment (keys, configuration).
@@ -98,6 +114,9 @@ impl EngineError {
                 ErrorClass::Unavailable
             }
             EngineError::Corrupt(_) => ErrorClass::DataLoss,
+            EngineError::Unavailable(_) => ErrorClass::Unavailable,
+            EngineError::FailedPrecondition(_) => ErrorClass::FailedPrecondition,
+            EngineError::Aborted(_) => ErrorClass::Aborted,
             EngineError::Config(_) | EngineError::Keys(_) | EngineError::Risk(_) => {
                 ErrorClass::Internal
             }

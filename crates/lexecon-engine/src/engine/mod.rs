@@ -5,12 +5,20 @@
 //! revocations, budget limits) lives in the shared database and reaches every replica
 //! within [`SYNC_EVERY`] plus a query.
 
+mod audit;
 mod budget_ops;
 mod caller;
 mod decide;
 mod error;
+mod evidence;
+mod evidence_store;
+#[cfg(test)]
+mod evidence_tests;
 mod input;
+mod journal;
 mod ledger_ops;
+mod oversight;
+mod page;
 mod payload;
 mod policy_ops;
 mod principals;
@@ -31,11 +39,27 @@ use lexecon_risk::RiskScorer;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+pub use audit::{
+    AuditExportRecord, AuditExportStream, BackfillProgress, BundleChunk, DecisionQuery,
+    DecisionRecord, ExportQuery, MAX_CHUNK_BYTES, MAX_SCAN_ROWS,
+};
 pub use budget_ops::{AuthorizeInput, LlmAuthorization, MAX_LIMITS_BYTES};
 pub use caller::Caller;
 pub use error::{EngineError, ErrorClass};
+pub use evidence::{
+    ArtifactType, EVIDENCE_CHUNK_BYTES, EvidenceCheck, EvidenceFilter, EvidenceInput,
+    EvidenceRecord, MAX_CONTROL_ID_BYTES, MAX_EVIDENCE_LINKS, MAX_EVIDENCE_MEDIA_TYPE_BYTES,
+    MAX_EVIDENCE_TITLE_BYTES, Registered, UnknownArtifactType,
+};
 pub use input::{ActionInput, DecideInput, MAX_REQUEST_ID_BYTES};
 pub use ledger_ops::{Checkpoint, EntryPage, MAX_PAGE, VerifyReport};
+pub use oversight::{
+    Accountability, AccountablePolicy, ApprovalRecord, DecisionMaker, EscalationPriority,
+    EscalationQuery, EscalationResolution, EscalationState, EscalationView, Event, EventStream,
+    HaltRecord, MAX_OVERSIGHT_TEXT_BYTES, MIN_JUSTIFICATION_CHARS, OverrideEffect, OverrideInput,
+    OverrideKind, OverrideRecord, OverrideRevocation, ResponsibilityLevel, SweepReport,
+};
+pub use page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
 pub use policy_ops::{MAX_POLICY_BYTES, PolicyRecord, PolicyValidation, Reloaded};
 pub use principals::{CreatedKey, LoginResult};
 pub use tokens::{MAX_REASON_BYTES, MAX_TOKEN_BYTES, TokenCheck, VerifyTokenInput};
@@ -79,6 +103,24 @@ pub(crate) mod ops {
     pub(crate) const CREATE_API_KEY: &str = "/lexecon.v1.AuthService/CreateApiKey";
     pub(crate) const REVOKE_API_KEY: &str = "/lexecon.v1.AuthService/RevokeApiKey";
     pub(crate) const SET_API_KEY_ACTORS: &str = "/lexecon.v1.AuthService/SetApiKeyActors";
+    pub(crate) const LIST_ESCALATIONS: &str = "/lexecon.v1.OversightService/ListEscalations";
+    pub(crate) const GET_ESCALATION: &str = "/lexecon.v1.OversightService/GetEscalation";
+    pub(crate) const RESOLVE_ESCALATION: &str = "/lexecon.v1.OversightService/ResolveEscalation";
+    pub(crate) const CREATE_OVERRIDE: &str = "/lexecon.v1.OversightService/CreateOverride";
+    pub(crate) const LIST_OVERRIDES: &str = "/lexecon.v1.OversightService/ListOverrides";
+    pub(crate) const REVOKE_OVERRIDE: &str = "/lexecon.v1.OversightService/RevokeOverride";
+    pub(crate) const HALT: &str = "/lexecon.v1.OversightService/Halt";
+    pub(crate) const RESUME: &str = "/lexecon.v1.OversightService/Resume";
+    pub(crate) const GET_HALT_STATUS: &str = "/lexecon.v1.OversightService/GetHaltStatus";
+    pub(crate) const WATCH_EVENTS: &str = "/lexecon.v1.OversightService/WatchEvents";
+    pub(crate) const GET_ACCOUNTABILITY: &str = "/lexecon.v1.OversightService/GetAccountability";
+    pub(crate) const REGISTER_EVIDENCE: &str = "/lexecon.v1.EvidenceService/RegisterEvidence";
+    pub(crate) const GET_EVIDENCE: &str = "/lexecon.v1.EvidenceService/GetEvidence";
+    pub(crate) const LIST_EVIDENCE: &str = "/lexecon.v1.EvidenceService/ListEvidence";
+    pub(crate) const VERIFY_EVIDENCE: &str = "/lexecon.v1.EvidenceService/VerifyEvidence";
+    pub(crate) const QUERY_DECISIONS: &str = "/lexecon.v1.AuditService/QueryDecisions";
+    pub(crate) const EXPORT_AUDIT: &str = "/lexecon.v1.AuditService/ExportAudit";
+    pub(crate) const LIST_AUDIT_EXPORTS: &str = "/lexecon.v1.AuditService/ListAuditExports";
 }
 
 /// Revoked token ids, shared with the verifier.
@@ -191,6 +233,9 @@ impl Engine {
             Arc::clone(&clock),
         )
         .await?;
+        // Governance events (everything but decisions) get an `engine_events` row in
+        // their entry's transaction, for WatchEvents.
+        ledger.set_side_hook(oversight::events_hook(Arc::clone(&clock)));
         let store = store::on(&db);
         let auth = Arc::new(auth_service_with(
             &db,
@@ -271,7 +316,10 @@ impl Engine {
             .budget
             .spawn_sweeper(std::time::Duration::from_secs(5));
         let syncer = sync::spawn(Arc::downgrade(&engine));
-        engine.tasks_mut().extend([sweeper, syncer]);
+        // Decisions written before the decision index existed are indexed in the
+        // background; QueryDecisions answers UNAVAILABLE (with the progress) until then.
+        let backfill = Engine::spawn_decision_index_backfill(Arc::downgrade(&engine));
+        engine.tasks_mut().extend([sweeper, syncer, backfill]);
         Ok(engine)
     }
 

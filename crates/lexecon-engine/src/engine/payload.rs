@@ -2,11 +2,14 @@
 //! runs for every decision), and the views of its risk dimensions.
 
 use lexecon_capability::Claims;
-use lexecon_core::{ActionRequest, DecisionId, Outcome, Timestamp, TokenId};
+use lexecon_core::{
+    ActionRequest, DecisionId, EscalationId, Outcome, OverrideId, Timestamp, TokenId,
+};
 use lexecon_policy::Evaluation;
 use lexecon_risk::Assessment;
 
 use super::EngineError;
+use super::oversight::EscalationPriority;
 use crate::decision::{DimensionView, FactorView};
 use crate::policy::ActivePolicy;
 
@@ -57,6 +60,31 @@ struct DecisionPayload<'a> {
     policy: PolicyPayload<'a>,
     token: Option<TokenPayload<'a>>,
     reservation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    escalation: Option<EscalationPayload<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    override_id: Option<&'a OverrideId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grant_escalation_id: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct EscalationPayload<'a> {
+    escalation_id: &'a EscalationId,
+    priority: EscalationPriority,
+    due_at: Timestamp,
+}
+
+/// What oversight adds to a decision's payload; absent fields are left out, so the
+/// payload of a decision oversight did not touch is as before.
+#[derive(Debug, Default)]
+pub(crate) struct OversightFields<'a> {
+    /// The escalation an ESCALATED decision created: id, priority, due_at.
+    pub(crate) escalation: Option<(&'a EscalationId, EscalationPriority, Timestamp)>,
+    /// The override that decided it (or matched an escalation it could not decide).
+    pub(crate) override_id: Option<&'a OverrideId>,
+    /// The escalation whose grant this decision used.
+    pub(crate) grant_escalation_id: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
@@ -105,6 +133,7 @@ pub(crate) fn decision_payload(
     policy: &ActivePolicy,
     token: Option<&Claims>,
     reservation_id: Option<&str>,
+    oversight: &OversightFields<'_>,
 ) -> Result<Vec<u8>, EngineError> {
     let d = &risk.dimensions;
     let payload = DecisionPayload {
@@ -140,6 +169,15 @@ pub(crate) fn decision_payload(
             expires_at: c.expires_at,
         }),
         reservation_id,
+        escalation: oversight
+            .escalation
+            .map(|(escalation_id, priority, due_at)| EscalationPayload {
+                escalation_id,
+                priority,
+                due_at,
+            }),
+        override_id: oversight.override_id,
+        grant_escalation_id: oversight.grant_escalation_id,
     };
     serde_json::to_vec(&payload)
         .map_err(|e| EngineError::InvalidArgument(format!("cannot encode the decision: {e}")))

@@ -341,6 +341,8 @@ impl Engine {
             ("tokens", new.tokens != self.config.tokens),
             ("auth", new.auth != self.config.auth),
             ("log", new.log != self.config.log),
+            ("oversight", new.oversight != self.config.oversight),
+            ("evidence", new.evidence != self.config.evidence),
         ] {
             if changed {
                 needs_restart.push(key);

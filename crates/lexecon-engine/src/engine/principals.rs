@@ -157,6 +157,10 @@ impl Engine {
     ) -> Result<CreatedKey, EngineError> {
         self.authorize(caller, ops::CREATE_API_KEY)?;
         let (name, role, expires_at) = (key.name.clone(), key.role, key.expires_at);
+        let key = NewApiKey {
+            created_by: Some(caller.ledger_name()),
+            ..key
+        };
         let created = self.auth.create_api_key(key).await?;
         let audited = self
             .audit(json!({
@@ -191,7 +195,8 @@ impl Engine {
         })
     }
 
-    /// Revokes an API key at once on this node; false when unknown or already revoked.
+    /// Revokes an API key at once on this node (false when unknown or already revoked),
+    /// and cancels the pending escalations its requests created.
     pub async fn revoke_api_key(
         &self,
         caller: &Caller,
@@ -207,6 +212,11 @@ impl Engine {
         } else {
             0
         };
+        // Its pending escalations are cancelled (also when it was revoked before, so a
+        // retry finishes what a failed call started).
+        let principal_key = format!("{}:{key_id}", lexecon_auth::PrincipalKind::ApiKey.as_str());
+        self.cancel_escalations_of(&principal_key, &caller.ledger_name())
+            .await?;
         Ok((revoked, index))
     }
 

@@ -1,7 +1,9 @@
 //! Keeping run-time state in step with other replicas: every [`super::SYNC_EVERY`] the
 //! engine asks the database whether the active policy, the token revocations or the
 //! budget limits changed, and applies what did. Decisions never wait for this: they
-//! read the in-memory copies.
+//! read the in-memory copies. Halts and overrides are refreshed first, and their copy
+//! carries its age: a serving engine does not decide on oversight state older than two
+//! seconds ([`super::oversight`]). The same task runs the oversight sweeper.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -14,6 +16,8 @@ pub(crate) struct SyncState {
     policy_seq: AtomicI64,
     budget_version: AtomicI64,
     revocations: AtomicI64,
+    /// Halts and overrides in force, with their freshness.
+    pub(crate) oversight: super::oversight::OversightState,
 }
 
 impl SyncState {
@@ -42,18 +46,39 @@ impl SyncState {
     }
 }
 
-/// Starts the refresher; it stops when the engine is dropped (or aborted at shutdown).
+/// Starts the refresher and the oversight sweeper (one task; aborting it stops both);
+/// they stop when the engine is dropped (or aborted at shutdown). From the first
+/// successful refresh of oversight state on, Decide relies on this task to keep it
+/// fresh and answers UNAVAILABLE when it is not.
 pub(crate) fn spawn(engine: Weak<Engine>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(super::SYNC_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(engine) = engine.upgrade() else {
-                return;
-            };
-            engine.sync_once().await;
-        }
+        let sweeper = engine.clone();
+        let sync = async move {
+            let mut tick = tokio::time::interval(super::SYNC_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                engine.sync_once().await;
+                engine.sync.oversight.serve_once_fresh();
+            }
+        };
+        let sweep = async move {
+            let mut tick = tokio::time::interval(super::oversight::SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(engine) = sweeper.upgrade() else {
+                    return;
+                };
+                if let Err(e) = engine.sweep_oversight().await {
+                    tracing::warn!(error = %e, "the oversight sweep failed; retrying");
+                }
+            }
+        };
+        tokio::join!(sync, sweep);
     })
 }
 
@@ -61,6 +86,9 @@ impl Engine {
     /// One refresh of everything other replicas may have changed; failures are logged
     /// and retried on the next tick.
     pub(crate) async fn sync_once(&self) {
+        if let Err(e) = self.sync_oversight().await {
+            tracing::warn!(error = %e, "refreshing halts and overrides failed; retrying");
+        }
         if let Err(e) = self.sync_policy().await {
             tracing::warn!(error = %e, "refreshing the active policy failed; retrying");
         }

@@ -158,6 +158,7 @@ impl AuthService for AuthSvc {
                     expires_at: r.expires_at.as_ref().map(timestamp_from_pb),
                     actors: r.actors,
                     llm_roles: r.llm_roles,
+                    created_by: None,
                 },
             )
             .await

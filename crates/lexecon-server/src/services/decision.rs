@@ -59,6 +59,13 @@ pub fn decision_to_pb(d: Decision) -> pb::DecideResponse {
         reservation_id: d.reservation_id.unwrap_or_default(),
         warnings: d.warnings,
         actor: d.actor,
+        escalation_id: d.escalation_id.map(|id| id.to_string()).unwrap_or_default(),
+        override_id: d.override_id.map(|id| id.to_string()).unwrap_or_default(),
+        escalation_state: d
+            .escalation_state
+            .map_or(pb::EscalationState::Unspecified, |s| {
+                super::oversight::escalation_state_to_pb(s)
+            }) as i32,
     }
 }
 

@@ -2,10 +2,13 @@
 //! handler converts its request, calls one engine method with the authenticated
 //! caller, and converts the answer back.
 
+pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod decision;
+pub mod evidence;
 pub mod ledger;
+pub mod oversight;
 pub mod policy;
 pub mod risk;
 
@@ -53,6 +56,8 @@ pub fn status(err: EngineError) -> Status {
         ErrorClass::AlreadyExists => Status::already_exists(err.to_string()),
         ErrorClass::Unauthenticated => Status::unauthenticated(err.to_string()),
         ErrorClass::PermissionDenied => Status::permission_denied(err.to_string()),
+        ErrorClass::FailedPrecondition => Status::failed_precondition(err.to_string()),
+        ErrorClass::Aborted => Status::aborted(err.to_string()),
         ErrorClass::Unavailable => {
             tracing::warn!(error = %err, "request failed; the caller may retry");
             Status::unavailable(format!("the server could not complete the request: {err}"))
