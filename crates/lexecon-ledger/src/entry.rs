@@ -55,11 +55,16 @@ pub enum EntryKind {
     EvidenceRegistered,
     /// An audit export was made.
     AuditExported,
+    /// Compliance: legal holds placed and released, interventions, redactions and
+    /// verifications; the payload's `event` names which.
+    Compliance,
+    /// The completion of a call the MCP gateway forwarded, linked to its decision.
+    McpCompletion,
 }
 
 impl EntryKind {
     /// Every kind, in code order.
-    pub const ALL: [EntryKind; 11] = [
+    pub const ALL: [EntryKind; 13] = [
         EntryKind::Decision,
         EntryKind::PolicyLoaded,
         EntryKind::TokenRevoked,
@@ -71,6 +76,8 @@ impl EntryKind {
         EntryKind::Oversight,
         EntryKind::EvidenceRegistered,
         EntryKind::AuditExported,
+        EntryKind::Compliance,
+        EntryKind::McpCompletion,
     ];
 
     /// The one-byte code in the leaf.
@@ -87,6 +94,8 @@ impl EntryKind {
             EntryKind::Oversight => 9,
             EntryKind::EvidenceRegistered => 10,
             EntryKind::AuditExported => 11,
+            EntryKind::Compliance => 12,
+            EntryKind::McpCompletion => 13,
         }
     }
 
@@ -109,6 +118,8 @@ impl EntryKind {
             EntryKind::Oversight => "oversight",
             EntryKind::EvidenceRegistered => "evidence_registered",
             EntryKind::AuditExported => "audit_exported",
+            EntryKind::Compliance => "compliance",
+            EntryKind::McpCompletion => "mcp_completion",
         }
     }
 }
@@ -122,7 +133,7 @@ impl fmt::Display for EntryKind {
 /// A name that is not an entry kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown entry kind {0:?}: use decision, policy_loaded, token_revoked, budget_event, auth_event, config_reloaded, key_rotated, note, oversight, evidence_registered or audit_exported"
+    "unknown entry kind {0:?}: use decision, policy_loaded, token_revoked, budget_event, auth_event, config_reloaded, key_rotated, note, oversight, evidence_registered, audit_exported, compliance or mcp_completion"
 )]
 pub struct UnknownKind(String);
 

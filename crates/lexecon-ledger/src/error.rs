@@ -64,6 +64,12 @@ pub enum LedgerError {
     /// The entry to redact does not exist.
     #[error("there is no entry {0} to redact")]
     NoSuchEntry(u64),
+    /// The entry's payload was redacted already.
+    #[error("entry {0} is already redacted")]
+    AlreadyRedacted(u64),
+    /// A check of a guarded redaction refused it (the message says why); nothing changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl LedgerError {

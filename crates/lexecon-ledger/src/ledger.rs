@@ -450,6 +450,25 @@ impl Ledger {
         };
         self.store.redact(index, &tombstone).await
     }
+
+    /// Erases entry `index`'s payload like [`Ledger::redact`], but only if `plan`'s
+    /// checks, read in the same transaction, allow it, and erases `plan`'s copies of the
+    /// entry's fields in that transaction: all of it commits, or none. Returns the names
+    /// of the erasures that changed rows.
+    pub async fn redact_guarded(
+        &self,
+        index: u64,
+        by: &str,
+        reason: &str,
+        plan: &crate::RedactPlan,
+    ) -> Result<Vec<&'static str>, LedgerError> {
+        let tombstone = Tombstone {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at: self.clock.now(),
+        };
+        self.store.redact_guarded(index, &tombstone, plan).await
+    }
 }
 
 /// Adds the hook's rows, checks the side rows and hashes the payload, on the caller's

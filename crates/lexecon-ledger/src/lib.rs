@@ -29,6 +29,7 @@ mod ledger;
 pub mod merkle;
 mod note;
 mod postgres;
+mod redact;
 mod side;
 mod sql;
 mod sqlite;
@@ -59,6 +60,7 @@ pub use note::{
     RsaNoteVerifier, SignedCheckpoint,
 };
 pub use postgres::{PgLedgerStore, migrate_postgres};
+pub use redact::{GuardCheck, GuardRows, RedactErase, RedactGuard, RedactPlan};
 pub use side::{SideRow, SideTable, SideType, SideValue};
 pub use sqlite::{SqliteLedgerStore, migrate_sqlite, open_sqlite};
 pub use sqlite_settings::sqlite_options;

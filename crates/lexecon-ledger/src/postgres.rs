@@ -176,8 +176,22 @@ async fn write_side_rows(
     Ok(())
 }
 
+crate::redact::redact_function!(
+    sqlx::Postgres,
+    Some(("SELECT pg_advisory_xact_lock($1)", HEAD_LOCK))
+);
+
 impl LedgerStore for PgLedgerStore {
     sql::shared_methods!();
+
+    fn redact_guarded<'a>(
+        &'a self,
+        index: u64,
+        tombstone: &'a crate::Tombstone,
+        plan: &'a crate::RedactPlan,
+    ) -> BoxFuture<'a, Result<Vec<&'static str>, LedgerError>> {
+        Box::pin(redact_with_plan(&self.pool, index, tombstone, plan))
+    }
 
     fn nodes<'a>(&'a self, ids: &'a [NodeId]) -> BoxFuture<'a, Result<Vec<Hash>, LedgerError>> {
         Box::pin(async move {

@@ -496,9 +496,19 @@ pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), LedgerError> {
 }
 
 sql::shared_functions!(sqlx::Sqlite);
+crate::redact::redact_function!(sqlx::Sqlite, None);
 
 impl LedgerStore for SqliteLedgerStore {
     sql::shared_methods!();
+
+    fn redact_guarded<'a>(
+        &'a self,
+        index: u64,
+        tombstone: &'a crate::Tombstone,
+        plan: &'a crate::RedactPlan,
+    ) -> BoxFuture<'a, Result<Vec<&'static str>, LedgerError>> {
+        Box::pin(redact_with_plan(&self.pool, index, tombstone, plan))
+    }
 
     fn nodes<'a>(&'a self, ids: &'a [NodeId]) -> BoxFuture<'a, Result<Vec<Hash>, LedgerError>> {
         Box::pin(async move {

@@ -154,6 +154,17 @@ pub trait LedgerStore: Send + Sync + std::fmt::Debug {
         tombstone: &'a Tombstone,
     ) -> BoxFuture<'a, Result<(), LedgerError>>;
 
+    /// Erases an entry's payload (not redacted yet) and records the tombstone, in one
+    /// transaction with `plan`'s checks (any refusal: [`LedgerError::Refused`], nothing
+    /// changes) and erasures (any failure rolls the tombstone back). Returns the names of
+    /// the erasures that changed rows.
+    fn redact_guarded<'a>(
+        &'a self,
+        index: u64,
+        tombstone: &'a Tombstone,
+        plan: &'a crate::RedactPlan,
+    ) -> BoxFuture<'a, Result<Vec<&'static str>, LedgerError>>;
+
     /// A stored setting (the log's verifier key, ...).
     fn meta<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>, LedgerError>>;
 

@@ -78,6 +78,12 @@ pub struct VerifyReport {
     pub keys: String,
     /// The first problem, when not valid.
     pub problem: Option<Problem>,
+    /// Whether the verification trusted only the node's key ring from the data directory
+    /// (`keys/`, `keys/retired/`) and not keys recorded in the database alone. This
+    /// crate's verifiers leave it `false`; the caller that chose the keys sets it.
+    pub trusted_key_ring: bool,
+    /// The index of the `compliance` entry recording this verification, once recorded.
+    pub recorded_at_index: Option<u64>,
 }
 
 /// One entry as a verifier sees it.
@@ -608,6 +614,8 @@ pub async fn verify(
         trusted_checkpoint_size: None,
         keys,
         problem: None,
+        trusted_key_ring: false,
+        recorded_at_index: None,
     };
     let (mut audit, _) = match prepare(0, &notes, &verifiers, options.trusted_checkpoint.as_deref())
     {
@@ -696,6 +704,8 @@ impl Audit {
             },
             keys,
             problem: result.err(),
+            trusted_key_ring: false,
+            recorded_at_index: None,
         }
     }
 }

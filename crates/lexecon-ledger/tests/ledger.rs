@@ -1437,3 +1437,164 @@ async fn many_proofs_and_entries_at_match_the_single_reads() {
         ledger.shutdown().await.unwrap();
     }
 }
+
+// ---- Guarded redaction: checks and erasures in the tombstone's transaction ----
+
+/// A plan whose guard refuses when `test_unique` holds a row naming the entry's index
+/// (a stand-in for a legal hold), and whose erasure blanks the entry's `test_side` row.
+fn guarded_plan(index: u64, erase_sql: &'static str) -> lexecon_ledger::RedactPlan {
+    lexecon_ledger::RedactPlan {
+        guards: vec![lexecon_ledger::RedactGuard {
+            query: "SELECT k, CAST(idx AS TEXT) FROM test_unique WHERE k = $1",
+            binds: vec![SideValue::Text(format!("hold-{index}"))],
+            check: Box::new(|rows: &lexecon_ledger::GuardRows| match rows.first() {
+                None => Ok(()),
+                Some(row) => Err(format!(
+                    "held by {} (entry {})",
+                    row[0].clone().unwrap_or_default(),
+                    row[1].clone().unwrap_or_default()
+                )),
+            }),
+        }],
+        erase: vec![lexecon_ledger::RedactErase {
+            name: "test_side",
+            sql: erase_sql,
+            binds: vec![SideValue::Int(index as i64)],
+        }],
+    }
+}
+
+const ERASE_SIDE: &str = "UPDATE test_side SET name = 'erased', n = NULL, b = NULL WHERE idx = $1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_redaction_checks_and_erases_in_one_transaction_on_every_store() {
+    for db in dbs().await {
+        let name = db.name();
+        side_tables(&db).await;
+        let ledger = open(&db, 1, 1_000).await;
+        let mut indexes = Vec::new();
+        for i in 0..4u64 {
+            let row = side_row(Some(&format!("row-{i}")), Some(i as i64), Some(&[1, 2]));
+            indexes.push(
+                ledger
+                    .append_entry(EntryKind::Decision, body(i), vec![row])
+                    .await
+                    .unwrap()
+                    .index,
+            );
+        }
+        // Hold entry indexes[1] (the hold row is itself a side row of an entry).
+        let hold = ledger
+            .append_entry(
+                EntryKind::Compliance,
+                body(99),
+                vec![unique_row(&TEST_UNIQUE, &format!("hold-{}", indexes[1]))],
+            )
+            .await
+            .unwrap();
+
+        // Held: refused with the guard's words, nothing changed.
+        let before = side_rows(&db).await;
+        let err = ledger
+            .redact_guarded(
+                indexes[1],
+                "dpo",
+                "erasure",
+                &guarded_plan(indexes[1], ERASE_SIDE),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, lexecon_ledger::LedgerError::Refused(m)
+                if m == &format!("held by hold-{} (entry {})", indexes[1], hold.index)),
+            "{name}: {err}"
+        );
+        assert!(
+            ledger
+                .entry(indexes[1])
+                .await
+                .unwrap()
+                .unwrap()
+                .payload
+                .is_some(),
+            "{name}"
+        );
+        assert_eq!(side_rows(&db).await, before, "{name}");
+
+        // Not held: the tombstone and the erasure commit together.
+        let erased = ledger
+            .redact_guarded(
+                indexes[0],
+                "dpo",
+                "erasure",
+                &guarded_plan(indexes[0], ERASE_SIDE),
+            )
+            .await
+            .unwrap();
+        assert_eq!(erased, vec!["test_side"], "{name}");
+        let e = ledger.entry(indexes[0]).await.unwrap().unwrap();
+        assert!(e.payload.is_none(), "{name}");
+        assert_eq!(e.tombstone.as_ref().unwrap().reason, "erasure", "{name}");
+        let rows = side_rows(&db).await;
+        let row0 = rows.iter().find(|r| r.0 == indexes[0] as i64).unwrap();
+        assert_eq!(
+            row0,
+            &(indexes[0] as i64, "erased".to_owned(), None, None),
+            "{name}"
+        );
+
+        // Twice: refused as already redacted; the first tombstone stays.
+        let again = ledger
+            .redact_guarded(
+                indexes[0],
+                "other",
+                "again",
+                &guarded_plan(indexes[0], ERASE_SIDE),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(again, lexecon_ledger::LedgerError::AlreadyRedacted(i) if i == indexes[0]),
+            "{name}: {again}"
+        );
+        let e = ledger.entry(indexes[0]).await.unwrap().unwrap();
+        assert_eq!(e.tombstone.unwrap().by, "dpo", "{name}");
+        let missing = ledger
+            .redact_guarded(500, "dpo", "x", &guarded_plan(500, ERASE_SIDE))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(missing, lexecon_ledger::LedgerError::NoSuchEntry(500)),
+            "{name}"
+        );
+
+        // A failing erasure rolls the tombstone back.
+        let failing = ledger
+            .redact_guarded(
+                indexes[2],
+                "dpo",
+                "erasure",
+                &guarded_plan(indexes[2], "UPDATE no_such_table SET x = 1 WHERE idx = $1"),
+            )
+            .await;
+        assert!(failing.is_err(), "{name}");
+        assert!(
+            ledger
+                .entry(indexes[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .payload
+                .is_some(),
+            "{name}"
+        );
+        assert_eq!(side_rows(&db).await, rows, "{name}");
+
+        // The plain redaction still works, and the ledger still verifies.
+        ledger.redact(indexes[3], "dpo", "plain").await.unwrap();
+        ledger.checkpoint().await.unwrap();
+        let report = verify_signed_by_1(db.store()).await;
+        assert!(report.valid, "{name}: {report:?}");
+        assert_eq!(report.redacted, 2, "{name}");
+    }
+}
