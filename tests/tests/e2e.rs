@@ -25,16 +25,24 @@ mod actor_binding;
 mod audit;
 #[path = "e2e/common.rs"]
 mod common;
+#[path = "e2e/compliance.rs"]
+mod compliance;
 #[path = "e2e/every_rpc.rs"]
 mod every_rpc;
 #[path = "e2e/every_rpc_audit.rs"]
 mod every_rpc_audit;
+#[path = "e2e/every_rpc_compliance.rs"]
+mod every_rpc_compliance;
 #[path = "e2e/every_rpc_evidence.rs"]
 mod every_rpc_evidence;
+#[path = "e2e/every_rpc_mcp.rs"]
+mod every_rpc_mcp;
 #[path = "e2e/every_rpc_oversight.rs"]
 mod every_rpc_oversight;
 #[path = "e2e/evidence.rs"]
 mod evidence;
+#[path = "e2e/mcp.rs"]
+mod mcp;
 #[path = "e2e/one_door.rs"]
 mod one_door;
 #[path = "e2e/oversight.rs"]
@@ -961,6 +969,7 @@ async fn reflection_v1_and_v1alpha_list_every_service_without_a_token() {
             "lexecon.v1.OversightService",
             "lexecon.v1.EvidenceService",
             "lexecon.v1.AuditService",
+            "lexecon.v1.ComplianceService",
             "grpc.health.v1.Health",
         ] {
             assert!(

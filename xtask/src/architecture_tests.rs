@@ -86,6 +86,7 @@ fn every_crate_of_the_product_map_exists() {
         "lexecon-engine",
         "lexecon-proto",
         "lexecon-server",
+        "lexecon-mcp",
         "lexecon-cli",
     ] {
         assert!(
@@ -113,6 +114,7 @@ fn core_crates_have_no_io_dependencies() {
         "lexecon-policy",
         "lexecon-risk",
         "lexecon-capability",
+        "lexecon-compliance",
     ] {
         let text = fs::read_to_string(root.join("crates").join(name).join("Cargo.toml")).unwrap();
         let deps = text.split("[dependencies]").nth(1).unwrap_or_default();

@@ -44,6 +44,14 @@ pub const PERMISSIONS: &[(&str, Access)] = &[
         Access::Roles(OFFICER_UP),
     ),
     (
+        "/lexecon.v1.DecisionService/RecordCompletion",
+        Access::Roles(AGENT_ADMIN),
+    ),
+    (
+        "/lexecon.v1.DecisionService/CheckTools",
+        Access::Roles(AGENT_ADMIN),
+    ),
+    (
         "/lexecon.v1.PolicyService/GetActivePolicy",
         Access::Roles(PEOPLE),
     ),
@@ -183,6 +191,47 @@ pub const PERMISSIONS: &[(&str, Access)] = &[
     ),
     (
         "/lexecon.v1.AuditService/ListAuditExports",
+        Access::Roles(AUDITOR_UP),
+    ),
+    ("/lexecon.v1.LedgerService/Redact", Access::Roles(ADMIN)),
+    (
+        "/lexecon.v1.ComplianceService/ListFrameworks",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/GetComplianceStatus",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/GetGaps",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/GetTechnicalDocumentation",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/GetRecordKeepingStatus",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/PlaceLegalHold",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/ReleaseLegalHold",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/ListLegalHolds",
+        Access::Roles(AUDITOR_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/RecordIntervention",
+        Access::Roles(OFFICER_UP),
+    ),
+    (
+        "/lexecon.v1.ComplianceService/GetComplianceReport",
         Access::Roles(AUDITOR_UP),
     ),
 ];

@@ -129,6 +129,13 @@ fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
         "EvidenceService/VerifyEvidence",
         "AuditService/ExportAudit",
         "AuditService/ListAuditExports",
+        "ComplianceService/ListFrameworks",
+        "ComplianceService/GetComplianceStatus",
+        "ComplianceService/GetGaps",
+        "ComplianceService/GetTechnicalDocumentation",
+        "ComplianceService/GetRecordKeepingStatus",
+        "ComplianceService/ListLegalHolds",
+        "ComplianceService/GetComplianceReport",
     ];
     let officer = [
         "DecisionService/RevokeToken",
@@ -138,6 +145,9 @@ fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
         "OversightService/Halt",
         "OversightService/Resume",
         "EvidenceService/RegisterEvidence",
+        "ComplianceService/PlaceLegalHold",
+        "ComplianceService/ReleaseLegalHold",
+        "ComplianceService/RecordIntervention",
     ];
     let admin = [
         "DecisionService/Decide",
@@ -150,10 +160,15 @@ fn expected_allowed(role: Role) -> BTreeSet<&'static str> {
         "AuthService/CreateApiKey",
         "AuthService/RevokeApiKey",
         "AuthService/SetApiKeyActors",
+        "LedgerService/Redact",
+        "DecisionService/RecordCompletion",
+        "DecisionService/CheckTools",
     ];
     let agent = [
         "AuthService/WhoAmI",
         "DecisionService/Decide",
+        "DecisionService/RecordCompletion",
+        "DecisionService/CheckTools",
         "DecisionService/VerifyToken",
         "BudgetService/Authorize",
         "BudgetService/Settle",
@@ -221,6 +236,10 @@ fn agent_may_call_only_the_service_rpcs_its_own_escalations_and_who_am_i() {
     let expected: BTreeSet<&str> = [
         "/lexecon.v1.DecisionService/Decide",
         "/lexecon.v1.DecisionService/VerifyToken",
+        // The MCP gateway's calls: the engine limits them to the agent's own decisions
+        // and bound actors.
+        "/lexecon.v1.DecisionService/RecordCompletion",
+        "/lexecon.v1.DecisionService/CheckTools",
         "/lexecon.v1.BudgetService/Authorize",
         "/lexecon.v1.BudgetService/Settle",
         "/lexecon.v1.BudgetService/Release",

@@ -63,10 +63,17 @@ pub(crate) enum Command {
     /// signed checkpoint's root and signature, and prints the first bad entry and what is
     /// wrong. Exit codes: 0 valid, 1 tampered, 2 error.
     ///
-    /// Trust: signatures are checked with --public-key when given, otherwise with the
-    /// keys the ledger recorded in its database (or the bundle's verifier.vkey), which
+    /// Trust: signatures are checked with --public-key when given; otherwise, for the
+    /// data directory's database (--data-dir, or --database-url beside a data directory),
+    /// with the node's key ring in DIR/keys and DIR/keys/retired; for --ledger-file with
+    /// the keys the ledger recorded in its database (or a bundle's verifier.vkey), which
     /// proves integrity but not authenticity. Pass --trusted-checkpoint (a checkpoint you
     /// saved earlier) to catch a truncated or rewritten tail.
+    ///
+    /// Compliance: a verification of the data directory's database is recorded in the
+    /// ledger as a compliance entry with its result and trust basis; only one that trusted
+    /// the key ring counts toward the controls that ask for a recent verification
+    /// (compliance.verification_max_age_secs). Bundles and --ledger-file are not recorded.
     ///
     /// Examples:
     ///   lexecon verify-ledger
@@ -108,6 +115,13 @@ pub(crate) enum Command {
     /// Evidence: register, fetch, list and verify immutable artifacts (through a server).
     #[command(subcommand)]
     Evidence(crate::commands::evidence::EvidenceCommand),
+    /// Compliance: control status from live facts, gaps, EU AI Act documentation and
+    /// record keeping, legal holds, interventions and reports (through a server).
+    #[command(subcommand)]
+    Compliance(crate::commands::compliance::ComplianceCommand),
+    /// The MCP gateway: a Lexecon decision in front of every MCP tool call.
+    #[command(subcommand)]
+    Mcp(crate::commands::mcp::McpCommand),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     ///
     /// Example: `lexecon completions bash > /etc/bash_completion.d/lexecon`

@@ -135,6 +135,18 @@ prefixed_id!(
     "exp_",
     "export"
 );
+prefixed_id!(
+    /// The id of one legal hold: `hld_` + ULID.
+    HoldId,
+    "hld_",
+    "legal hold"
+);
+prefixed_id!(
+    /// The id of one recorded intervention (EU AI Act Art. 14): `itv_` + ULID.
+    InterventionId,
+    "itv_",
+    "intervention"
+);
 
 #[cfg(test)]
 mod tests {

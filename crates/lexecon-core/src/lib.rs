@@ -24,7 +24,8 @@ mod time;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use glob::{Glob, GlobError};
 pub use ids::{
-    DecisionId, EscalationId, ExportId, HaltId, IdError, OverrideId, ReservationId, TokenId,
+    DecisionId, EscalationId, ExportId, HaltId, HoldId, IdError, InterventionId, OverrideId,
+    ReservationId, TokenId,
 };
 pub use names::{Action, Actor, DataClass, NameError, Tool};
 pub use outcome::{Outcome, ParseEnumError, PolicyMode, RiskLevel};

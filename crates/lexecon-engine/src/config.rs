@@ -244,6 +244,96 @@ impl Default for EvidenceConfig {
     }
 }
 
+/// `[compliance]`: the windows and facts compliance statuses are computed with
+/// (contract §8, docs/compliance.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceConfig {
+    /// The period, in days, the deployment commits to keep records (183..=36500).
+    pub log_retention_days: u32,
+    /// A full ledger verification older than this no longer counts (60..=31536000).
+    pub verification_max_age_secs: u64,
+    /// Controls that ask for recent activity (oversight acts, reviews) look this far
+    /// back (3600..=63072000).
+    pub activity_window_secs: u64,
+    /// Registered evidence older than this no longer supports a control
+    /// (3600..=157680000).
+    pub evidence_max_age_secs: u64,
+    /// A signing key older than this asks for rotation (86400..=157680000).
+    pub key_max_age_secs: u64,
+    /// Annex IV 1(a): the AI system's name, as the technical documentation shows it.
+    pub system_name: String,
+    /// Annex IV 1(a): the system's intended purpose; empty is a gap.
+    pub intended_purpose: String,
+    /// Annex IV 1(a): the provider's name; empty is a gap.
+    pub provider: String,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        ComplianceConfig {
+            log_retention_days: 3650,
+            verification_max_age_secs: 86_400,
+            activity_window_secs: 90 * 86_400,
+            evidence_max_age_secs: 365 * 86_400,
+            key_max_age_secs: 365 * 86_400,
+            system_name: "AI agents governed by Lexecon".to_owned(),
+            intended_purpose: String::new(),
+            provider: String::new(),
+        }
+    }
+}
+
+/// `[mcp]`: the MCP gateway (contract §11, docs/mcp.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Leave out of `tools/list` the tools the policy denies whatever the arguments.
+    pub hide_denied: bool,
+    /// How long a call whose decision escalated waits for a person, in seconds (0..=3600).
+    pub escalation_wait_secs: u64,
+    /// Record each forwarded call's arguments and result in its completion entry.
+    pub record_payloads: bool,
+    /// How calls map to decisions: the first row whose `match` fits `NAME/TOOL` applies.
+    pub tools: Vec<McpToolRule>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            hide_denied: true,
+            escalation_wait_secs: 0,
+            record_payloads: false,
+            tools: Vec::new(),
+        }
+    }
+}
+
+/// One `[[mcp.tools]]` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpToolRule {
+    /// A full-match glob over `NAME/TOOL`, e.g. `files/*` or `files/write_file`.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// The proposed action; unset = `call:TOOL`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Data classes the calls touch.
+    #[serde(default)]
+    pub data_classes: Vec<String>,
+    /// Arguments copied into the decision's context, by name.
+    #[serde(default)]
+    pub context_args: Vec<String>,
+    /// The risk level sent as the caller's estimate (1..=5); unset = none.
+    #[serde(default)]
+    pub risk_level: Option<u8>,
+    /// A policy mode to ask for (`permissive`, `strict`, `paranoid`); it can only make
+    /// the decision stricter.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
 /// `[node]`: this server's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -381,6 +471,10 @@ pub struct Config {
     pub oversight: OversightConfig,
     /// `[evidence]`: the evidence store.
     pub evidence: EvidenceConfig,
+    /// `[compliance]`: compliance windows and the system's description.
+    pub compliance: ComplianceConfig,
+    /// `[mcp]`: the MCP gateway.
+    pub mcp: McpConfig,
     /// The data directory the configuration was loaded for (not a key).
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -532,6 +626,73 @@ impl Config {
                 self.evidence.max_bytes
             ),
         )?;
+        range(
+            "compliance.log_retention_days",
+            (183..=36_500).contains(&self.compliance.log_retention_days),
+            format!(
+                "must be between 183 (six months, EU AI Act Art. 19(1) and 26(6)) and 36500, got {}",
+                self.compliance.log_retention_days
+            ),
+        )?;
+        for (key, secs, lo, hi) in [
+            (
+                "compliance.verification_max_age_secs",
+                self.compliance.verification_max_age_secs,
+                60,
+                31_536_000,
+            ),
+            (
+                "compliance.activity_window_secs",
+                self.compliance.activity_window_secs,
+                3_600,
+                63_072_000,
+            ),
+            (
+                "compliance.evidence_max_age_secs",
+                self.compliance.evidence_max_age_secs,
+                3_600,
+                157_680_000,
+            ),
+            (
+                "compliance.key_max_age_secs",
+                self.compliance.key_max_age_secs,
+                86_400,
+                157_680_000,
+            ),
+        ] {
+            range(
+                key,
+                (lo..=hi).contains(&secs),
+                format!("must be between {lo} and {hi} seconds, got {secs}"),
+            )?;
+        }
+        range(
+            "mcp.escalation_wait_secs",
+            self.mcp.escalation_wait_secs <= 3_600,
+            format!(
+                "must be at most 3600 seconds, got {}",
+                self.mcp.escalation_wait_secs
+            ),
+        )?;
+        for (i, row) in self.mcp.tools.iter().enumerate() {
+            let bad_level = row.risk_level.filter(|l| !(1..=5).contains(l));
+            let bad_mode = row
+                .mode
+                .as_deref()
+                .filter(|m| !["permissive", "strict", "paranoid"].contains(m));
+            let problem = if row.pattern.is_empty() {
+                Some("match is empty: give a glob over NAME/TOOL such as \"files/*\"".to_owned())
+            } else if let Some(level) = bad_level {
+                Some(format!("risk_level must be 1..5, got {level}"))
+            } else {
+                bad_mode.map(|mode| {
+                    format!("mode must be permissive, strict or paranoid, got {mode:?}")
+                })
+            };
+            if let Some(problem) = problem {
+                range("mcp.tools", false, format!("[{i}] {problem}"))?;
+            }
+        }
         if let Some(url) = &self.database.url {
             range(
                 "database.url",

@@ -38,7 +38,14 @@ pub use engine::{
     AuditExportRecord, AuditExportStream, BackfillProgress, BundleChunk, DecisionQuery,
     DecisionRecord, ExportQuery, MAX_CHUNK_BYTES, MAX_SCAN_ROWS,
 };
+pub use engine::{
+    CompletionInput, CompletionRecord, MAX_COMPLETION_JSON_BYTES, MAX_TOOL_PROBES, ToolProbe,
+};
 pub use engine::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
+pub use engine::{
+    HoldInput, HoldRecord, InterventionInput, InterventionKind, InterventionRecord,
+    MAX_COMPLIANCE_TEXT_BYTES, MAX_HOLD_DECISION_IDS, RecordKeeping, Redaction,
+};
 pub use layout::DataDir;
 
 /// Serializes the tests that set process environment variables (figment's `Jail`) with

@@ -11,6 +11,8 @@ use crate::index::{FastMap, PatternIndex};
 use crate::model::{Policy, RelationKind, TermKind, When};
 use crate::parse::split_context_pattern;
 
+mod analysis;
+
 /// What the risk step knows about a request, for paranoid mode's escalation.
 ///
 /// The policy crate does not score risk; the caller (the engine, or a test) passes the
@@ -157,6 +159,30 @@ impl CompiledWhen {
         None
     }
 
+    /// Whether the conditions on the tool, the risk level and the data classes hold:
+    /// every condition but `context`.
+    fn holds_ignoring_context(&self, req: &ActionRequest) -> bool {
+        if let Some(tools) = &self.tools {
+            match &req.tool {
+                Some(tool) if tools.iter().any(|g| g.matches(tool.as_str())) => {}
+                _ => return false,
+            }
+        }
+        if let Some(max) = self.max_risk_level {
+            match req.risk_level {
+                Some(level) if level <= max => {}
+                _ => return false,
+            }
+        }
+        match &self.data_classes_within {
+            Some(within) => req
+                .data_classes
+                .iter()
+                .all(|dc| within.iter().any(|g| g.matches(dc.as_str()))),
+            None => true,
+        }
+    }
+
     /// The same test as [`CompiledWhen::failure`] without building a message.
     fn holds(&self, req: &ActionRequest) -> bool {
         if let Some(tools) = &self.tools {
@@ -238,6 +264,13 @@ pub struct CompiledPolicy {
     /// fewer relations mention, so a broad term (`ai_agent:*`) with many relations
     /// does not make every request consider all of them.
     by_term: Vec<Box<[u32]>>,
+    /// The terms a request's context can match (kind `context`, and `resource`, which
+    /// reads `context["resource"]`): the term's number, the context key and the glob.
+    /// Only [`CompiledPolicy::always_denies`] reads them.
+    context_sources: Vec<(u32, Box<str>, Glob)>,
+    /// For each term some context source reaches (is, or implies), the positions in
+    /// `context_sources` of those sources.
+    reached_by: FastMap<u32, Vec<usize>>,
 }
 
 /// How one considered relation came out.
@@ -283,12 +316,15 @@ impl CompiledPolicy {
             context: FastMap::default(),
             relations: Vec::new(),
             by_term: vec![Box::default(); terms.len()],
+            context_sources: Vec::new(),
+            reached_by: FastMap::default(),
         };
         for (i, t) in terms.iter().enumerate() {
             let n = num(i);
             // A pattern that does not compile (the parser rejects those) matches nothing.
             if t.kind == TermKind::Context {
                 if let Ok((key, glob)) = split_context_pattern(&t.pattern) {
+                    compiled.context_sources.push((n, key.into(), glob.clone()));
                     compiled
                         .context
                         .entry(key.into())
@@ -300,6 +336,11 @@ impl CompiledPolicy {
             let Ok(glob) = Glob::new(&t.pattern) else {
                 continue;
             };
+            if t.kind == TermKind::Resource {
+                compiled
+                    .context_sources
+                    .push((n, "resource".into(), glob.clone()));
+            }
             let index = match t.kind {
                 TermKind::Actor => &mut compiled.actor,
                 TermKind::Action => &mut compiled.action,
@@ -390,6 +431,12 @@ impl CompiledPolicy {
                 out.into_boxed_slice()
             })
             .collect();
+        for (i, (source, _, _)) in compiled.context_sources.iter().enumerate() {
+            let implied = compiled.implied.get(*source as usize);
+            for &t in std::iter::once(source).chain(implied.into_iter().flatten()) {
+                compiled.reached_by.entry(t).or_default().push(i);
+            }
+        }
         compiled
     }
 

@@ -59,7 +59,7 @@ pub enum ServeError {
 }
 
 /// The names health reports on: the whole server ("") and each service.
-const HEALTH_SERVICES: [&str; 10] = [
+const HEALTH_SERVICES: [&str; 11] = [
     "",
     "lexecon.v1.DecisionService",
     "lexecon.v1.PolicyService",
@@ -70,6 +70,7 @@ const HEALTH_SERVICES: [&str; 10] = [
     "lexecon.v1.OversightService",
     "lexecon.v1.EvidenceService",
     "lexecon.v1.AuditService",
+    "lexecon.v1.ComplianceService",
 ];
 
 /// Where to listen.
@@ -264,7 +265,8 @@ pub async fn serve(
         // Evidence has its own limits: artifacts up to evidence.max_bytes, whatever
         // server.max_request_bytes says, plus room for the other fields.
         .add_service(services::evidence::server(shared.clone()))
-        .add_service(services::audit::server(shared.clone()));
+        .add_service(services::audit::server(shared.clone()))
+        .add_service(services::compliance::server(shared.clone()));
 
     // Health: SERVING only now that the database, the ledger writer and the policy are up.
     for name in HEALTH_SERVICES {

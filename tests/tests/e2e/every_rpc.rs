@@ -736,10 +736,13 @@ async fn every_rpc_over_the_wire_with_a_valid_request_a_refused_role_and_no_toke
     assert_eq!(exchanged.role(), Role::Viewer);
     assert!(exchanged.session.is_some_and(|s| !s.token.is_empty()));
 
-    // --- Oversight, evidence and audit. ---
+    // --- Oversight, evidence, audit and compliance. ---
     crate::every_rpc_oversight::oversight_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
     crate::every_rpc_evidence::evidence_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
     crate::every_rpc_audit::audit_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
+    crate::every_rpc_mcp::mcp_rpcs(&rpc, admin, agent, officer, auditor, viewer).await;
+    crate::every_rpc_compliance::compliance_rpcs(&rpc, admin, agent, officer, auditor, viewer)
+        .await;
 
     rpc.refused("AuthService/Logout", agent, LogoutRequest {})
         .await;

@@ -22,6 +22,8 @@ pub(crate) enum DecisionsCommand {
     #[command(after_long_help = "\
 Reads the decision index kept beside the ledger (never a scan of the ledger). Globs are
 full-match with `*` and `?`. A redacted decision shows its id, time and outcome only.
+A decision whose tool call went through the MCP gateway and finished shows `completed
+ledger N`, the index of its completion entry (JSON: completed, completion_ledger_index).
 When there are more, the last line gives the --page-token for the next page. With
 --server the query goes to that server (viewer role or higher); without it, it runs in
 process on --data-dir. Exit 0, 2 on any error.
@@ -99,6 +101,8 @@ struct Row {
     override_id: String,
     ledger_index: u64,
     redacted: bool,
+    /// The ledger index of the tool call's completion (MCP gateway), when recorded.
+    completion_ledger_index: Option<u64>,
 }
 
 fn outcome_word(o: i32) -> String {
@@ -182,6 +186,7 @@ fn run_query(args: &QueryArgs) -> Result<Verdict> {
                     override_id: d.override_id,
                     ledger_index: d.ledger_index,
                     redacted: d.redacted,
+                    completion_ledger_index: d.completed.then_some(d.completion_ledger_index),
                 })
                 .collect();
             anyhow::Ok((rows, r.next_page_token))
@@ -219,6 +224,7 @@ fn run_query(args: &QueryArgs) -> Result<Verdict> {
                     override_id: d.override_id,
                     ledger_index: d.ledger_index,
                     redacted: d.redacted,
+                    completion_ledger_index: d.completion_ledger_index,
                 })
                 .collect();
             anyhow::Ok((rows, page.next_page_token))
@@ -243,6 +249,8 @@ fn run_query(args: &QueryArgs) -> Result<Verdict> {
                     "override_id": r.override_id,
                     "ledger_index": r.ledger_index,
                     "redacted": r.redacted,
+                    "completed": r.completion_ledger_index.is_some(),
+                    "completion_ledger_index": r.completion_ledger_index,
                 })
             })
             .collect();
@@ -273,9 +281,12 @@ fn run_query(args: &QueryArgs) -> Result<Verdict> {
         } else {
             format!(" via {}", r.tool)
         };
+        let completed = r
+            .completion_ledger_index
+            .map_or_else(String::new, |i| format!("  completed ledger {i}"));
         let _ = writeln!(
             out,
-            "{}  {}  {:<9}  risk {:>3}  {} {}{}  [{}]  by {}  ledger {}",
+            "{}  {}  {:<9}  risk {:>3}  {} {}{}  [{}]  by {}  ledger {}{}",
             r.decided_at,
             r.decision_id,
             r.outcome,
@@ -285,7 +296,8 @@ fn run_query(args: &QueryArgs) -> Result<Verdict> {
             tool,
             r.reasons.join(", "),
             r.principal,
-            r.ledger_index
+            r.ledger_index,
+            completed
         );
     }
     if !next.is_empty() {

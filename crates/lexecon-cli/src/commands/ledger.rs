@@ -1,16 +1,23 @@
-//! `lexecon verify-ledger`, `lexecon ledger export|prove`, `lexecon proof verify-*`.
+//! `lexecon verify-ledger`, `lexecon ledger export|prove|redact`, `lexecon proof verify-*`.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
+use lexecon_capability::PublicKeyRing;
+use lexecon_core::SystemClock;
 use lexecon_engine::config::{Config, DEFAULT_DATA_DIR, Sources};
 use lexecon_engine::db::Database;
+use lexecon_engine::layout::NODE_KEY_NAME;
+use lexecon_engine::{Caller, Engine, ErrorClass};
 use lexecon_ledger::{
     LedgerStore, NoteVerifier, PgLedgerStore, SqliteLedgerStore, VerifyOptions, VerifyReport,
 };
+use lexecon_proto::v1 as pb;
+use lexecon_proto::v1::ledger_service_client::LedgerServiceClient;
 
+use super::client::{ServerArgs, authed, runtime as client_runtime, status_error};
 use crate::Verdict;
 
 /// Where the ledger lives, for commands that read it.
@@ -104,6 +111,35 @@ pub(crate) enum LedgerCommand {
         size: Option<u64>,
         #[command(flatten)]
         source: SourceArgs,
+    },
+    /// Erase one entry's payload (GDPR Art. 17); its leaf stays, so the ledger and every
+    /// proof still verify.
+    #[command(after_long_help = "\
+Erases the payload and every copy the engine keeps of its fields (the decision index
+keeps only the decision id, time, ledger index and outcome; idempotency, escalation and
+override rows; evidence content for an evidence_registered entry). The redaction and its
+reason are recorded as a compliance entry; the erased data never is. An entry under a
+legal hold is refused with the hold named (exit 1): release the hold first with
+`lexecon compliance hold release`. Nothing is deleted automatically.
+
+With --server the redaction goes to that server (admin role); without it, it runs in
+process on --data-dir. Exit 0 redacted, 1 refused by a legal hold, 2 on any other error.
+
+Examples:
+  lexecon ledger redact --index 42 --reason 'GDPR Art. 17 request 2026-311'
+  lexecon ledger redact --index 42 --reason 'erasure request' --server http://127.0.0.1:50051")]
+    Redact {
+        /// The entry to redact.
+        #[arg(long, value_name = "N")]
+        index: u64,
+        /// Why (required; recorded in the ledger).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: ServerArgs,
     },
 }
 
@@ -286,23 +322,51 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
         };
         lexecon_ledger::verify_bundle(dir, &options)?
     } else {
-        let url = match &args.ledger_file {
-            Some(path) => format!("sqlite://{}", path.display()),
-            None => database_url(
-                &args.data_dir,
-                args.config.as_deref(),
-                args.database_url.as_deref(),
-            )?,
+        // The data directory's configuration, unless the ledger is a bare file or a
+        // database URL was given with no data directory beside it.
+        let initialised = args.config.is_some() || args.data_dir.join("lexecon.toml").is_file();
+        let config = match &args.ledger_file {
+            Some(_) => None,
+            None if args.database_url.is_some() && !initialised => None,
+            None => Some(Config::load(&Sources {
+                data_dir: Some(args.data_dir.clone()),
+                config_file: args.config.clone(),
+            })?),
+        };
+        let url = match (&args.ledger_file, &args.database_url, &config) {
+            (Some(path), _, _) => format!("sqlite://{}", path.display()),
+            (None, Some(url), _) => url.clone(),
+            (None, None, Some(config)) => config.database_url(),
+            (None, None, None) => bail!("give --data-dir, --ledger-file or --database-url"),
         };
         runtime()?.block_on(async {
             let store = open_store(&url).await?;
-            let names: Vec<String> = lexecon_ledger::stored_verifiers(store.as_ref())
-                .await?
-                .iter()
-                .map(|v| v.name().to_owned())
-                .collect();
+            let stored = lexecon_ledger::stored_verifiers(store.as_ref()).await?;
+            let names: Vec<String> = stored.iter().map(|v| v.name().to_owned()).collect();
+            // With the data directory and no --public-key, checkpoints are checked against
+            // the node's key ring (keys/, keys/retired/): that is what makes the result
+            // count toward compliance. Keys only the database records are still accepted
+            // (a key pruned from the ring after its rotation), but then the trust basis
+            // is the database's keys and the report says so.
+            let ring = match (&config, args.public_key.is_empty()) {
+                (Some(config), true) => Some(key_ring_verifiers(config, &names)?),
+                _ => None,
+            };
+            let (verifiers, trusted_key_ring) = match ring {
+                Some(ring) => {
+                    let in_ring = |v: &NoteVerifier| ring.iter().any(|r| r.vkey() == v.vkey());
+                    if stored.iter().all(in_ring) {
+                        (ring, true)
+                    } else {
+                        let mut all = ring.clone();
+                        all.extend(stored.iter().filter(|v| !in_ring(v)).cloned());
+                        (all, false)
+                    }
+                }
+                None => (pem_verifiers(&args.public_key, &names)?, false),
+            };
             let options = VerifyOptions {
-                verifiers: pem_verifiers(&args.public_key, &names)?,
+                verifiers,
                 trusted_checkpoint: trusted,
                 page_size: 0,
                 progress,
@@ -317,6 +381,33 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
                 report.valid = false;
                 report.problem = Some(problem);
             }
+            report.trusted_key_ring = trusted_key_ring;
+            if let Some(config) = config.as_ref().filter(|_| args.public_key.is_empty()) {
+                report.keys = if trusted_key_ring {
+                    format!(
+                        "the node's key ring in {} (authenticity as far as that directory is trusted)",
+                        config.keys_dir().display()
+                    )
+                } else {
+                    format!(
+                        "the node's key ring in {} and keys only the database records",
+                        config.keys_dir().display()
+                    )
+                };
+            }
+            if let Some(mut config) = config {
+                // A full verification of the node's own database is a compliance fact.
+                if let Some(url) = &args.database_url {
+                    config.database.url = Some(url.clone());
+                }
+                match record_verification(config, &report).await {
+                    Ok(index) => report.recorded_at_index = Some(index),
+                    Err(e) => eprintln!(
+                        "lexecon: warning: the verification was not recorded in the ledger, so \
+                         compliance does not count it: {e:#}"
+                    ),
+                }
+            }
             anyhow::Ok(report)
         })?
     };
@@ -329,6 +420,44 @@ pub(crate) fn run_verify(args: &VerifyLedgerArgs) -> Result<Verdict> {
     } else {
         Verdict::No
     })
+}
+
+/// Verifiers for the node's key ring in the configured data directory (`keys/`, active
+/// and retired), named as the log names its keys (the ledger origin when it records none).
+fn key_ring_verifiers(config: &Config, names: &[String]) -> Result<Vec<NoteVerifier>> {
+    let keys_dir = config.keys_dir();
+    let ring = PublicKeyRing::load(&keys_dir, NODE_KEY_NAME).with_context(|| {
+        format!(
+            "cannot load the node's key ring from {}; pass --public-key, or --ledger-file to \
+             verify a bare ledger file",
+            keys_dir.display()
+        )
+    })?;
+    let origin = [config.ledger_origin()];
+    let names = if names.is_empty() { &origin[..] } else { names };
+    let keys = std::iter::once(ring.active()).chain(ring.retired().iter().map(|r| &r.key));
+    let mut out = Vec::new();
+    for key in keys {
+        for name in names {
+            out.push(
+                NoteVerifier::new(name, *key.verifying_key()).with_context(|| {
+                    format!("the key {} cannot verify checkpoints", key.key_id())
+                })?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Records a finished verification as a `compliance` entry through an engine opened on
+/// the node's database; returns the entry's index.
+async fn record_verification(config: Config, report: &VerifyReport) -> Result<u64> {
+    let engine = Engine::open_local(config, Arc::new(SystemClock)).await?;
+    let recorded = engine
+        .record_local_verification(&Caller::local(), report, report.trusted_key_ring)
+        .await;
+    engine.shutdown().await?;
+    Ok(recorded?)
 }
 
 fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
@@ -357,6 +486,16 @@ fn print_report(report: &VerifyReport, json: bool) -> Result<()> {
         },
     }
     println!("keys: {}", report.keys);
+    if let Some(index) = report.recorded_at_index {
+        println!(
+            "recorded in ledger entry {index} (trust: {})",
+            if report.trusted_key_ring {
+                "the node's key ring"
+            } else {
+                "keys recorded in the database"
+            }
+        );
+    }
     Ok(())
 }
 
@@ -411,6 +550,107 @@ pub(crate) fn run_ledger(cmd: &LedgerCommand) -> Result<Verdict> {
             })?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(Verdict::Yes)
+        }
+        LedgerCommand::Redact {
+            index,
+            reason,
+            json,
+            target,
+        } => redact(*index, reason, *json, target),
+    }
+}
+
+/// What a redaction came to: done (the compliance entry and what was erased), or
+/// refused by a legal hold (the engine's message, which names the hold).
+enum Redacted {
+    Done {
+        ledger_index: u64,
+        erased: Vec<String>,
+    },
+    Held(String),
+}
+
+/// Runs `ledger redact`: through the server with --server, else in process.
+fn redact(index: u64, reason: &str, json: bool, target: &ServerArgs) -> Result<Verdict> {
+    let outcome = client_runtime()?.block_on(async {
+        if target.server.is_some() {
+            let (channel, bearer) = target.connect().await?;
+            let request = pb::RedactRequest {
+                index,
+                reason: reason.to_owned(),
+            };
+            match LedgerServiceClient::new(channel)
+                .redact(authed(request, &bearer)?)
+                .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    Ok(Redacted::Done {
+                        ledger_index: r.ledger_index,
+                        erased: r.erased,
+                    })
+                }
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    Ok(Redacted::Held(s.message().to_owned()))
+                }
+                Err(s) => Err(status_error(s)),
+            }
+        } else {
+            let data_dir = &target.data_dir;
+            if !data_dir.join("lexecon.toml").is_file() && target.config.is_none() {
+                bail!(
+                    "no data directory {}: pass --data-dir DIR, or --server URL to ask a server",
+                    data_dir.display()
+                );
+            }
+            let config = Config::load(&Sources {
+                data_dir: Some(data_dir.clone()),
+                config_file: target.config.clone(),
+            })?;
+            let engine = Engine::open_local(config, Arc::new(SystemClock)).await?;
+            let result = engine.redact_entry(&Caller::local(), index, reason).await;
+            engine.shutdown().await?;
+            match result {
+                Ok(r) => Ok(Redacted::Done {
+                    ledger_index: r.ledger_index,
+                    erased: r.erased,
+                }),
+                Err(e) if e.class() == ErrorClass::FailedPrecondition => {
+                    Ok(Redacted::Held(e.to_string()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    })?;
+    match outcome {
+        Redacted::Done {
+            ledger_index,
+            erased,
+        } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"index": index, "redacted": true,
+                        "ledger_index": ledger_index, "erased": erased})
+                );
+            } else {
+                println!(
+                    "redacted entry {index} (recorded in ledger entry {ledger_index}); erased: {}",
+                    erased.join(", ")
+                );
+            }
+            Ok(Verdict::Yes)
+        }
+        Redacted::Held(why) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"index": index, "redacted": false, "refused": why})
+                );
+            } else {
+                println!("NOT REDACTED: {why}");
+            }
+            Ok(Verdict::No)
         }
     }
 }

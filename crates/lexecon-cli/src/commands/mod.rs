@@ -5,10 +5,12 @@ pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod client;
+pub(crate) mod compliance;
 pub(crate) mod decide;
 pub(crate) mod decisions;
 pub(crate) mod evidence;
 pub(crate) mod ledger;
+pub(crate) mod mcp;
 pub(crate) mod migrate;
 pub(crate) mod oversight;
 pub(crate) mod policy;
@@ -43,12 +45,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
         Command::Decisions(cmd) => decisions::run(&cmd),
         Command::Audit(cmd) => audit::run(&cmd),
         Command::Evidence(cmd) => evidence::run(&cmd),
+        Command::Compliance(cmd) => compliance::run(&cmd),
         Command::Escalations(cmd) => oversight::run_escalations(&cmd),
         Command::Override(cmd) => oversight::run_override(&cmd),
         Command::Halt(args) => oversight::run_halt(&args),
         Command::Resume(args) => oversight::run_resume(&args),
         Command::Events(cmd) => oversight::run_events(&cmd),
         Command::Accountability(args) => oversight::run_accountability(&args),
+        Command::Mcp(cmd) => mcp::run(&cmd),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "lexecon", &mut std::io::stdout());

@@ -1,10 +1,11 @@
 //! Ledger reads as engine operations: pages of entries, one entry, full verification
-//! (trusting every key the ledger itself records, so a rotation does not make a valid
-//! ledger look invalid), checkpoints and Merkle proofs.
+//! (trusting the node's key ring, and any key the ledger itself records that the ring
+//! lacks, so a rotation does not make a valid ledger look invalid; each verification is
+//! recorded with its trust basis), checkpoints and Merkle proofs.
 
 use std::sync::Arc;
 
-use lexecon_ledger::{ConsistencyProof, Entry, InclusionProof, VerifyOptions};
+use lexecon_ledger::{ConsistencyProof, Entry, InclusionProof, NoteVerifier, VerifyOptions};
 
 use super::{Caller, Engine, EngineError, ops};
 
@@ -78,20 +79,43 @@ impl Engine {
     }
 
     /// Verifies the whole ledger: every leaf, link and payload hash, the tree, and every
-    /// checkpoint's signature under any key the ledger recorded (old keys included).
+    /// checkpoint's signature under the node's key ring from the data directory (the
+    /// active key and `keys/retired/`), plus any key the ledger recorded in the database
+    /// that the ring lacks (a key pruned from `keys/retired/`, another node's key). The
+    /// report's `trusted_key_ring` is true when the ring alone was trusted (no such
+    /// extra key). The result and its trust basis are recorded as a `ledger_verified`
+    /// compliance entry naming the caller (`recorded_at_index`).
     pub async fn verify_ledger(&self, caller: &Caller) -> Result<VerifyReport, EngineError> {
         self.authorize(caller, ops::VERIFY_LEDGER)?;
         let store = Arc::clone(self.ledger.store());
-        let mut verifiers = lexecon_ledger::stored_verifiers(store.as_ref()).await?;
         let current = self.ledger.verifier();
-        if !verifiers.iter().any(|v| v.vkey() == current.vkey()) {
-            verifiers.push(current.clone());
+        let ring = self.key_ring();
+        let mut verifiers = vec![current.clone()];
+        for retired in ring.retired() {
+            let v = NoteVerifier::new(current.name(), *retired.key.verifying_key())
+                .map_err(|e| EngineError::Keys(e.to_string()))?;
+            if !verifiers.iter().any(|k| k.key() == v.key()) {
+                verifiers.push(v);
+            }
+        }
+        let mut trusted_key_ring = true;
+        for v in lexecon_ledger::stored_verifiers(store.as_ref()).await? {
+            if !verifiers.iter().any(|k| k.key() == v.key()) {
+                trusted_key_ring = false;
+                verifiers.push(v);
+            }
         }
         let options = VerifyOptions {
             verifiers,
             ..Default::default()
         };
-        Ok(lexecon_ledger::verify(store, &options).await?)
+        let mut report = lexecon_ledger::verify(store, &options).await?;
+        report.trusted_key_ring = trusted_key_ring;
+        report.recorded_at_index = Some(
+            self.record_verification(caller, &report, trusted_key_ring)
+                .await?,
+        );
+        Ok(report)
     }
 
     /// The latest signed checkpoint (one is signed now if there is none yet).

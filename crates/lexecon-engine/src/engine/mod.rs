@@ -8,6 +8,7 @@
 mod audit;
 mod budget_ops;
 mod caller;
+mod compliance;
 mod decide;
 mod error;
 mod evidence;
@@ -17,6 +18,7 @@ mod evidence_tests;
 mod input;
 mod journal;
 mod ledger_ops;
+mod mcp_ops;
 mod oversight;
 mod page;
 mod payload;
@@ -45,6 +47,10 @@ pub use audit::{
 };
 pub use budget_ops::{AuthorizeInput, LlmAuthorization, MAX_LIMITS_BYTES};
 pub use caller::Caller;
+pub use compliance::{
+    HoldInput, HoldRecord, InterventionInput, InterventionKind, InterventionRecord,
+    MAX_COMPLIANCE_TEXT_BYTES, MAX_HOLD_DECISION_IDS, RecordKeeping, Redaction,
+};
 pub use error::{EngineError, ErrorClass};
 pub use evidence::{
     ArtifactType, EVIDENCE_CHUNK_BYTES, EvidenceCheck, EvidenceFilter, EvidenceInput,
@@ -53,6 +59,9 @@ pub use evidence::{
 };
 pub use input::{ActionInput, DecideInput, MAX_REQUEST_ID_BYTES};
 pub use ledger_ops::{Checkpoint, EntryPage, MAX_PAGE, VerifyReport};
+pub use mcp_ops::{
+    CompletionInput, CompletionRecord, MAX_COMPLETION_JSON_BYTES, MAX_TOOL_PROBES, ToolProbe,
+};
 pub use oversight::{
     Accountability, AccountablePolicy, ApprovalRecord, DecisionMaker, EscalationPriority,
     EscalationQuery, EscalationResolution, EscalationState, EscalationView, Event, EventStream,

@@ -343,6 +343,8 @@ impl Engine {
             ("log", new.log != self.config.log),
             ("oversight", new.oversight != self.config.oversight),
             ("evidence", new.evidence != self.config.evidence),
+            ("compliance", new.compliance != self.config.compliance),
+            ("mcp", new.mcp != self.config.mcp),
         ] {
             if changed {
                 needs_restart.push(key);

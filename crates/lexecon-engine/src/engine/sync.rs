@@ -98,6 +98,9 @@ impl Engine {
         if let Err(e) = self.sync_budget().await {
             tracing::warn!(error = %e, "refreshing budget limits failed; retrying");
         }
+        if let Err(e) = self.tail_ledger_stats_step().await {
+            tracing::warn!(error = %e, "counting new ledger entries for compliance failed; retrying");
+        }
         let now = self.clock.now();
         for payload in self.refusals.close(now, false) {
             if let Err(e) = self

@@ -306,6 +306,12 @@ pub struct DecisionRecord {
     /// The override that decided it.
     #[prost(string, tag = "14")]
     pub override_id: ::prost::alloc::string::String,
+    /// True once a completion of the call it let through was recorded (MCP gateway).
+    #[prost(bool, tag = "15")]
+    pub completed: bool,
+    /// The index of that mcp_completion entry; 0 when none.
+    #[prost(uint64, tag = "16")]
+    pub completion_ledger_index: u64,
 }
 /// A page of decisions.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -3113,6 +3119,1543 @@ pub mod budget_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// A framework the catalogs hold.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Framework {
+    /// "soc2", "iso27001", "gdpr", "hipaa", "pci_dss", "nist_csf" or "eu_ai_act".
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Its name for people.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// The edition the catalog follows, e.g. "2022" or "2.0".
+    #[prost(string, tag = "3")]
+    pub version: ::prost::alloc::string::String,
+    /// How many controls the catalog maps.
+    #[prost(uint32, tag = "4")]
+    pub control_count: u32,
+}
+/// Asks for the frameworks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListFrameworksRequest {}
+/// The frameworks.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListFrameworksResponse {
+    /// In a stable order.
+    #[prost(message, repeated, tag = "1")]
+    pub frameworks: ::prost::alloc::vec::Vec<Framework>,
+}
+/// One fact behind a control's status.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EvidenceRef {
+    /// "config", "ledger", "evidence", "verification", "oversight" or "statistic".
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    /// What it points at: a config key, "ledger:<index>", an evidence id, ...
+    #[prost(string, tag = "2")]
+    pub reference: ::prost::alloc::string::String,
+    /// What it shows, in a few words.
+    #[prost(string, tag = "3")]
+    pub detail: ::prost::alloc::string::String,
+}
+/// One control as evaluated.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ControlResult {
+    /// The framework's own identifier, e.g. "CC6.1", "A.8.15", "Art. 12(1)".
+    #[prost(string, tag = "1")]
+    pub control_id: ::prost::alloc::string::String,
+    /// Our short title (never the standard's text).
+    #[prost(string, tag = "2")]
+    pub title: ::prost::alloc::string::String,
+    /// Its status.
+    #[prost(enumeration = "ControlStatus", tag = "3")]
+    pub status: i32,
+    /// One sentence saying why.
+    #[prost(string, tag = "4")]
+    pub why: ::prost::alloc::string::String,
+    /// The facts behind it.
+    #[prost(message, repeated, tag = "5")]
+    pub evidence: ::prost::alloc::vec::Vec<EvidenceRef>,
+    /// What to configure or do; empty when satisfied or not applicable.
+    #[prost(string, tag = "6")]
+    pub remediation: ::prost::alloc::string::String,
+    /// The framework id.
+    #[prost(string, tag = "7")]
+    pub framework: ::prost::alloc::string::String,
+}
+/// Asks for one framework's status.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetComplianceStatusRequest {
+    /// A framework id (see Framework.id).
+    #[prost(string, tag = "1")]
+    pub framework: ::prost::alloc::string::String,
+}
+/// One framework's status.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetComplianceStatusResponse {
+    /// The framework id.
+    #[prost(string, tag = "1")]
+    pub framework: ::prost::alloc::string::String,
+    /// Every control of the framework.
+    #[prost(message, repeated, tag = "2")]
+    pub controls: ::prost::alloc::vec::Vec<ControlResult>,
+    /// Satisfied controls (partial count half) over applicable ones, 0..100.
+    #[prost(double, tag = "3")]
+    pub coverage_percent: f64,
+    /// When the facts were gathered.
+    #[prost(message, optional, tag = "4")]
+    pub evaluated_at: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// Asks for one framework's gaps.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetGapsRequest {
+    /// A framework id.
+    #[prost(string, tag = "1")]
+    pub framework: ::prost::alloc::string::String,
+}
+/// The controls not satisfied.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetGapsResponse {
+    /// The framework id.
+    #[prost(string, tag = "1")]
+    pub framework: ::prost::alloc::string::String,
+    /// Partial and not-satisfied controls, not satisfied first.
+    #[prost(message, repeated, tag = "2")]
+    pub gaps: ::prost::alloc::vec::Vec<ControlResult>,
+}
+/// Asks for the technical documentation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetTechnicalDocumentationRequest {}
+/// The Annex IV technical documentation.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetTechnicalDocumentationResponse {
+    /// For people.
+    #[prost(string, tag = "1")]
+    pub markdown: ::prost::alloc::string::String,
+    /// The same sections as a JSON document.
+    #[prost(string, tag = "2")]
+    pub json: ::prost::alloc::string::String,
+    /// When it was generated.
+    #[prost(message, optional, tag = "3")]
+    pub generated_at: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// Asks for the record-keeping status.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetRecordKeepingStatusRequest {}
+/// A full ledger verification, as recorded.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerificationRecord {
+    /// When it ran.
+    #[prost(message, optional, tag = "1")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Whether everything checked out.
+    #[prost(bool, tag = "2")]
+    pub valid: bool,
+    /// Entries checked.
+    #[prost(uint64, tag = "3")]
+    pub entries: u64,
+    /// True when it trusted the node's key ring from the data directory.
+    #[prost(bool, tag = "4")]
+    pub trusted_key_ring: bool,
+    /// Who ran it.
+    #[prost(string, tag = "5")]
+    pub by: ::prost::alloc::string::String,
+    /// The ledger index of the compliance entry recording it.
+    #[prost(uint64, tag = "6")]
+    pub ledger_index: u64,
+    /// "key_ring" or "database_keys".
+    #[prost(string, tag = "7")]
+    pub basis: ::prost::alloc::string::String,
+}
+/// A legal hold.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LegalHold {
+    /// "hld\_" + ULID.
+    #[prost(string, tag = "1")]
+    pub hold_id: ::prost::alloc::string::String,
+    /// Why.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+    /// The matter it is for.
+    #[prost(string, tag = "3")]
+    pub matter: ::prost::alloc::string::String,
+    /// First index held (unset = no index range).
+    #[prost(uint64, optional, tag = "4")]
+    pub from_index: ::core::option::Option<u64>,
+    /// Index range end, exclusive (unset = open-ended when from_index is set).
+    #[prost(uint64, optional, tag = "5")]
+    pub to_index: ::core::option::Option<u64>,
+    /// Decisions held.
+    #[prost(string, repeated, tag = "6")]
+    pub decision_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Actor glob whose decisions are held; empty = none.
+    #[prost(string, tag = "7")]
+    pub actor: ::prost::alloc::string::String,
+    /// Who placed it.
+    #[prost(string, tag = "8")]
+    pub placed_by: ::prost::alloc::string::String,
+    /// When.
+    #[prost(message, optional, tag = "9")]
+    pub placed_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// The ledger index of the placement.
+    #[prost(uint64, tag = "10")]
+    pub ledger_index: u64,
+    /// True until released.
+    #[prost(bool, tag = "11")]
+    pub active: bool,
+    /// Who released it.
+    #[prost(string, tag = "12")]
+    pub released_by: ::prost::alloc::string::String,
+    /// When.
+    #[prost(message, optional, tag = "13")]
+    pub released_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// The ledger index of the release.
+    #[prost(uint64, tag = "14")]
+    pub release_ledger_index: u64,
+}
+/// How records are kept (Art. 12, 19).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetRecordKeepingStatusResponse {
+    /// Automatic logging is on (always true: every decision is ledgered).
+    #[prost(bool, tag = "1")]
+    pub logging_enabled: bool,
+    /// compliance.log_retention_days: the period the deployment commits to keep records.
+    #[prost(uint32, tag = "2")]
+    pub log_retention_days: u32,
+    /// The oldest entry's time.
+    #[prost(message, optional, tag = "3")]
+    pub oldest_entry_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// The newest entry's time.
+    #[prost(message, optional, tag = "4")]
+    pub newest_entry_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Entries by kind name.
+    #[prost(map = "string, uint64", tag = "5")]
+    pub entries_by_kind: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        u64,
+    >,
+    /// The last full verification, if any.
+    #[prost(message, optional, tag = "6")]
+    pub last_verification: ::core::option::Option<VerificationRecord>,
+    /// Active legal holds.
+    #[prost(message, repeated, tag = "7")]
+    pub legal_holds: ::prost::alloc::vec::Vec<LegalHold>,
+    /// Entries in all.
+    #[prost(uint64, tag = "8")]
+    pub total_entries: u64,
+    /// Entries whose payload was redacted.
+    #[prost(uint64, tag = "9")]
+    pub redacted_entries: u64,
+}
+/// A new legal hold: a reason, a matter, and at least one scope.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PlaceLegalHoldRequest {
+    /// Why (required).
+    #[prost(string, tag = "1")]
+    pub reason: ::prost::alloc::string::String,
+    /// The matter, e.g. a case number (required).
+    #[prost(string, tag = "2")]
+    pub matter: ::prost::alloc::string::String,
+    /// First index held; unset = no index range.
+    #[prost(uint64, optional, tag = "3")]
+    pub from_index: ::core::option::Option<u64>,
+    /// End of the index range, exclusive; unset = open-ended.
+    #[prost(uint64, optional, tag = "4")]
+    pub to_index: ::core::option::Option<u64>,
+    /// Decisions held ("dec\_" + ULID).
+    #[prost(string, repeated, tag = "5")]
+    pub decision_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Actor glob whose decisions are held.
+    #[prost(string, tag = "6")]
+    pub actor: ::prost::alloc::string::String,
+}
+/// The hold placed.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PlaceLegalHoldResponse {
+    /// "hld\_" + ULID.
+    #[prost(string, tag = "1")]
+    pub hold_id: ::prost::alloc::string::String,
+    /// The ledger index of the placement.
+    #[prost(uint64, tag = "2")]
+    pub ledger_index: u64,
+}
+/// Releases a hold.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReleaseLegalHoldRequest {
+    /// The hold.
+    #[prost(string, tag = "1")]
+    pub hold_id: ::prost::alloc::string::String,
+    /// Why (required).
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// The release.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReleaseLegalHoldResponse {
+    /// The ledger index of the release.
+    #[prost(uint64, tag = "1")]
+    pub ledger_index: u64,
+}
+/// Asks for the holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListLegalHoldsRequest {
+    /// Also list released holds.
+    #[prost(bool, tag = "1")]
+    pub include_released: bool,
+}
+/// The holds.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListLegalHoldsResponse {
+    /// Active first, newest first.
+    #[prost(message, repeated, tag = "1")]
+    pub holds: ::prost::alloc::vec::Vec<LegalHold>,
+}
+/// An intervention on one decision; the author is the authenticated principal.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecordInterventionRequest {
+    /// The decision ("dec\_" + ULID).
+    #[prost(string, tag = "1")]
+    pub decision_id: ::prost::alloc::string::String,
+    /// What was done.
+    #[prost(enumeration = "InterventionKind", tag = "2")]
+    pub kind: i32,
+    /// Why (required).
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+    /// With INTERVENTION_KIND_OVERRIDE: the override created with CreateOverride.
+    #[prost(string, tag = "4")]
+    pub override_id: ::prost::alloc::string::String,
+}
+/// The intervention as recorded.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecordInterventionResponse {
+    /// "itv\_" + ULID.
+    #[prost(string, tag = "1")]
+    pub intervention_id: ::prost::alloc::string::String,
+    /// The ledger index of the compliance entry.
+    #[prost(uint64, tag = "2")]
+    pub ledger_index: u64,
+    /// With STOP: the halt placed.
+    #[prost(string, tag = "3")]
+    pub halt_id: ::prost::alloc::string::String,
+    /// With REVERSE: the token revoked (empty when the decision had none).
+    #[prost(string, tag = "4")]
+    pub revoked_token_id: ::prost::alloc::string::String,
+}
+/// Asks for a report.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetComplianceReportRequest {
+    /// A framework id; empty = every framework.
+    #[prost(string, tag = "1")]
+    pub framework: ::prost::alloc::string::String,
+    /// The format.
+    #[prost(enumeration = "ReportFormat", tag = "2")]
+    pub format: i32,
+}
+/// A report.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetComplianceReportResponse {
+    /// The report's bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    pub content: ::prost::alloc::vec::Vec<u8>,
+    /// Its media type, e.g. "text/html; charset=utf-8".
+    #[prost(string, tag = "2")]
+    pub media_type: ::prost::alloc::string::String,
+    /// A file name to save it under, e.g. "lexecon-compliance.html".
+    #[prost(string, tag = "3")]
+    pub file_name: ::prost::alloc::string::String,
+}
+/// A control's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ControlStatus {
+    /// Not set (never returned).
+    Unspecified = 0,
+    /// The facts show the control is met.
+    Satisfied = 1,
+    /// Some of what the control needs is in place.
+    Partial = 2,
+    /// The control is not met.
+    NotSatisfied = 3,
+    /// The control does not apply to this deployment.
+    NotApplicable = 4,
+}
+impl ControlStatus {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CONTROL_STATUS_UNSPECIFIED",
+            Self::Satisfied => "CONTROL_STATUS_SATISFIED",
+            Self::Partial => "CONTROL_STATUS_PARTIAL",
+            Self::NotSatisfied => "CONTROL_STATUS_NOT_SATISFIED",
+            Self::NotApplicable => "CONTROL_STATUS_NOT_APPLICABLE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CONTROL_STATUS_UNSPECIFIED" => Some(Self::Unspecified),
+            "CONTROL_STATUS_SATISFIED" => Some(Self::Satisfied),
+            "CONTROL_STATUS_PARTIAL" => Some(Self::Partial),
+            "CONTROL_STATUS_NOT_SATISFIED" => Some(Self::NotSatisfied),
+            "CONTROL_STATUS_NOT_APPLICABLE" => Some(Self::NotApplicable),
+            _ => None,
+        }
+    }
+}
+/// What a person did about a decision (Art. 14(4)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum InterventionKind {
+    /// Not given (refused).
+    Unspecified = 0,
+    /// The output was disregarded: recorded only.
+    Disregard = 1,
+    /// The output was reversed: the decision's token is revoked.
+    Reverse = 2,
+    /// An override decided instead: override_id links it.
+    Override = 3,
+    /// The system was stopped: a halt on the decision's actor.
+    Stop = 4,
+}
+impl InterventionKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "INTERVENTION_KIND_UNSPECIFIED",
+            Self::Disregard => "INTERVENTION_KIND_DISREGARD",
+            Self::Reverse => "INTERVENTION_KIND_REVERSE",
+            Self::Override => "INTERVENTION_KIND_OVERRIDE",
+            Self::Stop => "INTERVENTION_KIND_STOP",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "INTERVENTION_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "INTERVENTION_KIND_DISREGARD" => Some(Self::Disregard),
+            "INTERVENTION_KIND_REVERSE" => Some(Self::Reverse),
+            "INTERVENTION_KIND_OVERRIDE" => Some(Self::Override),
+            "INTERVENTION_KIND_STOP" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+}
+/// A report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ReportFormat {
+    /// Not given: JSON.
+    Unspecified = 0,
+    /// JSON.
+    Json = 1,
+    /// Markdown.
+    Markdown = 2,
+    /// One self-contained HTML page.
+    Html = 3,
+    /// OSCAL 1.2.1 assessment results (JSON).
+    Oscal = 4,
+}
+impl ReportFormat {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "REPORT_FORMAT_UNSPECIFIED",
+            Self::Json => "REPORT_FORMAT_JSON",
+            Self::Markdown => "REPORT_FORMAT_MARKDOWN",
+            Self::Html => "REPORT_FORMAT_HTML",
+            Self::Oscal => "REPORT_FORMAT_OSCAL",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "REPORT_FORMAT_UNSPECIFIED" => Some(Self::Unspecified),
+            "REPORT_FORMAT_JSON" => Some(Self::Json),
+            "REPORT_FORMAT_MARKDOWN" => Some(Self::Markdown),
+            "REPORT_FORMAT_HTML" => Some(Self::Html),
+            "REPORT_FORMAT_OSCAL" => Some(Self::Oscal),
+            _ => None,
+        }
+    }
+}
+/// Generated client implementations.
+pub mod compliance_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Maps what the system can prove to framework controls. Statuses are computed at the
+    /// time of the call from configuration, ledger statistics, oversight records, evidence
+    /// and the last full verification; nothing here sets a status by hand.
+    #[derive(Debug, Clone)]
+    pub struct ComplianceServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl ComplianceServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> ComplianceServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> ComplianceServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            ComplianceServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// The frameworks the catalogs hold.
+        pub async fn list_frameworks(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListFrameworksRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListFrameworksResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/ListFrameworks",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lexecon.v1.ComplianceService", "ListFrameworks"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Every control of one framework, with its status, why, evidence and remediation.
+        pub async fn get_compliance_status(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetComplianceStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetComplianceStatusResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/GetComplianceStatus",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "lexecon.v1.ComplianceService",
+                        "GetComplianceStatus",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// The controls of one framework that are not satisfied, with what to do.
+        pub async fn get_gaps(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetGapsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetGapsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/GetGaps",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("lexecon.v1.ComplianceService", "GetGaps"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// EU AI Act Art. 11: the Annex IV technical documentation, generated from what runs.
+        pub async fn get_technical_documentation(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetTechnicalDocumentationRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetTechnicalDocumentationResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/GetTechnicalDocumentation",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "lexecon.v1.ComplianceService",
+                        "GetTechnicalDocumentation",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// EU AI Act Art. 12 and 19: how records are kept.
+        pub async fn get_record_keeping_status(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetRecordKeepingStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetRecordKeepingStatusResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/GetRecordKeepingStatus",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "lexecon.v1.ComplianceService",
+                        "GetRecordKeepingStatus",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Places a legal hold: the records in its scope cannot be redacted.
+        pub async fn place_legal_hold(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PlaceLegalHoldRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PlaceLegalHoldResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/PlaceLegalHold",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lexecon.v1.ComplianceService", "PlaceLegalHold"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Releases a legal hold.
+        pub async fn release_legal_hold(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReleaseLegalHoldRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReleaseLegalHoldResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/ReleaseLegalHold",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lexecon.v1.ComplianceService", "ReleaseLegalHold"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Legal holds, active first.
+        pub async fn list_legal_holds(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListLegalHoldsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListLegalHoldsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/ListLegalHolds",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lexecon.v1.ComplianceService", "ListLegalHolds"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// EU AI Act Art. 14: records a person's intervention on one decision.
+        pub async fn record_intervention(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RecordInterventionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RecordInterventionResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/RecordIntervention",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lexecon.v1.ComplianceService", "RecordIntervention"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// A report over one framework or all, as JSON, Markdown, HTML or OSCAL.
+        pub async fn get_compliance_report(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetComplianceReportRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetComplianceReportResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.ComplianceService/GetComplianceReport",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "lexecon.v1.ComplianceService",
+                        "GetComplianceReport",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod compliance_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with ComplianceServiceServer.
+    #[async_trait]
+    pub trait ComplianceService: std::marker::Send + std::marker::Sync + 'static {
+        /// The frameworks the catalogs hold.
+        async fn list_frameworks(
+            &self,
+            request: tonic::Request<super::ListFrameworksRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListFrameworksResponse>,
+            tonic::Status,
+        >;
+        /// Every control of one framework, with its status, why, evidence and remediation.
+        async fn get_compliance_status(
+            &self,
+            request: tonic::Request<super::GetComplianceStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetComplianceStatusResponse>,
+            tonic::Status,
+        >;
+        /// The controls of one framework that are not satisfied, with what to do.
+        async fn get_gaps(
+            &self,
+            request: tonic::Request<super::GetGapsRequest>,
+        ) -> std::result::Result<tonic::Response<super::GetGapsResponse>, tonic::Status>;
+        /// EU AI Act Art. 11: the Annex IV technical documentation, generated from what runs.
+        async fn get_technical_documentation(
+            &self,
+            request: tonic::Request<super::GetTechnicalDocumentationRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetTechnicalDocumentationResponse>,
+            tonic::Status,
+        >;
+        /// EU AI Act Art. 12 and 19: how records are kept.
+        async fn get_record_keeping_status(
+            &self,
+            request: tonic::Request<super::GetRecordKeepingStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetRecordKeepingStatusResponse>,
+            tonic::Status,
+        >;
+        /// Places a legal hold: the records in its scope cannot be redacted.
+        async fn place_legal_hold(
+            &self,
+            request: tonic::Request<super::PlaceLegalHoldRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PlaceLegalHoldResponse>,
+            tonic::Status,
+        >;
+        /// Releases a legal hold.
+        async fn release_legal_hold(
+            &self,
+            request: tonic::Request<super::ReleaseLegalHoldRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ReleaseLegalHoldResponse>,
+            tonic::Status,
+        >;
+        /// Legal holds, active first.
+        async fn list_legal_holds(
+            &self,
+            request: tonic::Request<super::ListLegalHoldsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListLegalHoldsResponse>,
+            tonic::Status,
+        >;
+        /// EU AI Act Art. 14: records a person's intervention on one decision.
+        async fn record_intervention(
+            &self,
+            request: tonic::Request<super::RecordInterventionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RecordInterventionResponse>,
+            tonic::Status,
+        >;
+        /// A report over one framework or all, as JSON, Markdown, HTML or OSCAL.
+        async fn get_compliance_report(
+            &self,
+            request: tonic::Request<super::GetComplianceReportRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetComplianceReportResponse>,
+            tonic::Status,
+        >;
+    }
+    /// Maps what the system can prove to framework controls. Statuses are computed at the
+    /// time of the call from configuration, ledger statistics, oversight records, evidence
+    /// and the last full verification; nothing here sets a status by hand.
+    #[derive(Debug)]
+    pub struct ComplianceServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> ComplianceServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for ComplianceServiceServer<T>
+    where
+        T: ComplianceService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/lexecon.v1.ComplianceService/ListFrameworks" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListFrameworksSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::ListFrameworksRequest>
+                    for ListFrameworksSvc<T> {
+                        type Response = super::ListFrameworksResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListFrameworksRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::list_frameworks(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListFrameworksSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/GetComplianceStatus" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetComplianceStatusSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::GetComplianceStatusRequest>
+                    for GetComplianceStatusSvc<T> {
+                        type Response = super::GetComplianceStatusResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetComplianceStatusRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::get_compliance_status(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetComplianceStatusSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/GetGaps" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetGapsSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::GetGapsRequest>
+                    for GetGapsSvc<T> {
+                        type Response = super::GetGapsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetGapsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::get_gaps(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetGapsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/GetTechnicalDocumentation" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetTechnicalDocumentationSvc<T: ComplianceService>(
+                        pub Arc<T>,
+                    );
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<
+                        super::GetTechnicalDocumentationRequest,
+                    > for GetTechnicalDocumentationSvc<T> {
+                        type Response = super::GetTechnicalDocumentationResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::GetTechnicalDocumentationRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::get_technical_documentation(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetTechnicalDocumentationSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/GetRecordKeepingStatus" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetRecordKeepingStatusSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::GetRecordKeepingStatusRequest>
+                    for GetRecordKeepingStatusSvc<T> {
+                        type Response = super::GetRecordKeepingStatusResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetRecordKeepingStatusRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::get_record_keeping_status(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetRecordKeepingStatusSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/PlaceLegalHold" => {
+                    #[allow(non_camel_case_types)]
+                    struct PlaceLegalHoldSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::PlaceLegalHoldRequest>
+                    for PlaceLegalHoldSvc<T> {
+                        type Response = super::PlaceLegalHoldResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PlaceLegalHoldRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::place_legal_hold(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PlaceLegalHoldSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/ReleaseLegalHold" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReleaseLegalHoldSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::ReleaseLegalHoldRequest>
+                    for ReleaseLegalHoldSvc<T> {
+                        type Response = super::ReleaseLegalHoldResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReleaseLegalHoldRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::release_legal_hold(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReleaseLegalHoldSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/ListLegalHolds" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListLegalHoldsSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::ListLegalHoldsRequest>
+                    for ListLegalHoldsSvc<T> {
+                        type Response = super::ListLegalHoldsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListLegalHoldsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::list_legal_holds(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListLegalHoldsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/RecordIntervention" => {
+                    #[allow(non_camel_case_types)]
+                    struct RecordInterventionSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::RecordInterventionRequest>
+                    for RecordInterventionSvc<T> {
+                        type Response = super::RecordInterventionResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RecordInterventionRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::record_intervention(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RecordInterventionSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.ComplianceService/GetComplianceReport" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetComplianceReportSvc<T: ComplianceService>(pub Arc<T>);
+                    impl<
+                        T: ComplianceService,
+                    > tonic::server::UnaryService<super::GetComplianceReportRequest>
+                    for GetComplianceReportSvc<T> {
+                        type Response = super::GetComplianceReportResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetComplianceReportRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ComplianceService>::get_compliance_report(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetComplianceReportSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for ComplianceServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "lexecon.v1.ComplianceService";
+    impl<T> tonic::server::NamedService for ComplianceServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
 /// A proposed action.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DecideRequest {
@@ -3300,6 +4843,80 @@ pub struct RevokeTokenResponse {
     #[prost(bool, tag = "2")]
     pub newly_revoked: bool,
 }
+/// The completion of a forwarded call.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecordCompletionRequest {
+    /// The decision that let it through ("dec\_" + ULID; approved).
+    #[prost(string, tag = "1")]
+    pub decision_id: ::prost::alloc::string::String,
+    /// Whether the call ended in an error.
+    #[prost(bool, tag = "2")]
+    pub is_error: bool,
+    /// How long the call took, in microseconds.
+    #[prost(uint64, tag = "3")]
+    pub duration_us: u64,
+    /// SHA-256 of the result's canonical JSON (32 bytes).
+    #[prost(bytes = "vec", tag = "4")]
+    pub result_sha256: ::prost::alloc::vec::Vec<u8>,
+    /// The call's arguments as JSON; only when the gateway records payloads.
+    #[prost(string, tag = "5")]
+    pub arguments_json: ::prost::alloc::string::String,
+    /// The result as JSON; only when the gateway records payloads.
+    #[prost(string, tag = "6")]
+    pub result_json: ::prost::alloc::string::String,
+}
+/// The completion, as recorded.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecordCompletionResponse {
+    /// The index of the mcp_completion ledger entry.
+    #[prost(uint64, tag = "1")]
+    pub ledger_index: u64,
+    /// False when this decision's completion was recorded already (nothing new written).
+    #[prost(bool, tag = "2")]
+    pub newly_recorded: bool,
+}
+/// One tool to check, as the gateway would ask for it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ToolProbe {
+    /// The tool, e.g. "files/read_file".
+    #[prost(string, tag = "1")]
+    pub tool: ::prost::alloc::string::String,
+    /// The action the gateway would send.
+    #[prost(string, tag = "2")]
+    pub proposed_action: ::prost::alloc::string::String,
+    /// The data classes the gateway would send.
+    #[prost(string, repeated, tag = "3")]
+    pub data_classes: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The risk level the gateway would send (0 = none).
+    #[prost(uint32, tag = "4")]
+    pub risk_level: u32,
+    /// The mode the gateway would ask for.
+    #[prost(enumeration = "PolicyMode", tag = "5")]
+    pub policy_mode: i32,
+    /// The context every call would carry, e.g. mcp.server.
+    #[prost(map = "string, string", tag = "6")]
+    pub context: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+/// Tools to check for one actor.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CheckToolsRequest {
+    /// The actor (empty: the key's one bound actor).
+    #[prost(string, tag = "1")]
+    pub actor: ::prost::alloc::string::String,
+    /// At most 1000 probes.
+    #[prost(message, repeated, tag = "2")]
+    pub tools: ::prost::alloc::vec::Vec<ToolProbe>,
+}
+/// One answer per probe, in order.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckToolsResponse {
+    /// True when the policy denies the probe whatever the context.
+    #[prost(bool, repeated, tag = "1")]
+    pub always_denied: ::prost::alloc::vec::Vec<bool>,
+}
 /// Generated client implementations.
 pub mod decision_service_client {
     #![allow(
@@ -3465,6 +5082,61 @@ pub mod decision_service_client {
                 .insert(GrpcMethod::new("lexecon.v1.DecisionService", "RevokeToken"));
             self.inner.unary(req, path, codec).await
         }
+        /// Records the completion of a call an approved decision let through (the MCP
+        /// gateway's forwarded tool calls): one mcp_completion ledger entry linked to the
+        /// decision. Only the principal that asked for the decision may record it, once.
+        pub async fn record_completion(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RecordCompletionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RecordCompletionResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.DecisionService/RecordCompletion",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("lexecon.v1.DecisionService", "RecordCompletion"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// For each probe, whether the active policy denies it for this actor whatever the
+        /// context (the MCP gateway hides such tools from tools/list).
+        pub async fn check_tools(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CheckToolsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CheckToolsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.DecisionService/CheckTools",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("lexecon.v1.DecisionService", "CheckTools"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -3500,6 +5172,25 @@ pub mod decision_service_server {
             request: tonic::Request<super::RevokeTokenRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RevokeTokenResponse>,
+            tonic::Status,
+        >;
+        /// Records the completion of a call an approved decision let through (the MCP
+        /// gateway's forwarded tool calls): one mcp_completion ledger entry linked to the
+        /// decision. Only the principal that asked for the decision may record it, once.
+        async fn record_completion(
+            &self,
+            request: tonic::Request<super::RecordCompletionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RecordCompletionResponse>,
+            tonic::Status,
+        >;
+        /// For each probe, whether the active policy denies it for this actor whatever the
+        /// context (the MCP gateway hides such tools from tools/list).
+        async fn check_tools(
+            &self,
+            request: tonic::Request<super::CheckToolsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CheckToolsResponse>,
             tonic::Status,
         >;
     }
@@ -3700,6 +5391,97 @@ pub mod decision_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RevokeTokenSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.DecisionService/RecordCompletion" => {
+                    #[allow(non_camel_case_types)]
+                    struct RecordCompletionSvc<T: DecisionService>(pub Arc<T>);
+                    impl<
+                        T: DecisionService,
+                    > tonic::server::UnaryService<super::RecordCompletionRequest>
+                    for RecordCompletionSvc<T> {
+                        type Response = super::RecordCompletionResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RecordCompletionRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as DecisionService>::record_completion(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RecordCompletionSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.DecisionService/CheckTools" => {
+                    #[allow(non_camel_case_types)]
+                    struct CheckToolsSvc<T: DecisionService>(pub Arc<T>);
+                    impl<
+                        T: DecisionService,
+                    > tonic::server::UnaryService<super::CheckToolsRequest>
+                    for CheckToolsSvc<T> {
+                        type Response = super::CheckToolsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CheckToolsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as DecisionService>::check_tools(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CheckToolsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
@@ -4592,6 +6374,13 @@ pub struct VerifyResponse {
     /// What is wrong, when invalid.
     #[prost(string, tag = "5")]
     pub error: ::prost::alloc::string::String,
+    /// True when the verification trusted the node's key ring from the data directory
+    /// (keys/ and keys/retired/), not only keys recorded in the database.
+    #[prost(bool, tag = "6")]
+    pub trusted_key_ring: bool,
+    /// The ledger index of the compliance entry recording this verification.
+    #[prost(uint64, tag = "7")]
+    pub ledger_index: u64,
 }
 /// Asks for the latest checkpoint.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -4669,6 +6458,26 @@ pub struct GetConsistencyProofResponse {
     /// The proof nodes.
     #[prost(bytes = "vec", repeated, tag = "5")]
     pub proof: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// Erases one entry's payload.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RedactRequest {
+    /// The entry.
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    /// Why (required); recorded.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// The redaction, as recorded.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RedactResponse {
+    /// The ledger index of the compliance entry recording the redaction.
+    #[prost(uint64, tag = "1")]
+    pub ledger_index: u64,
+    /// The copies erased besides the payload, e.g. "decision_index", "escalations".
+    #[prost(string, repeated, tag = "2")]
+    pub erased: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Generated client implementations.
 pub mod ledger_service_client {
@@ -4914,6 +6723,29 @@ pub mod ledger_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Erases one entry's payload (GDPR Art. 17) and every copy the engine keeps of its
+        /// fields; the leaf and every proof stay valid. A held entry is FAILED_PRECONDITION.
+        pub async fn redact(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RedactRequest>,
+        ) -> std::result::Result<tonic::Response<super::RedactResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/lexecon.v1.LedgerService/Redact",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("lexecon.v1.LedgerService", "Redact"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -4975,6 +6807,12 @@ pub mod ledger_service_server {
             tonic::Response<super::GetConsistencyProofResponse>,
             tonic::Status,
         >;
+        /// Erases one entry's payload (GDPR Art. 17) and every copy the engine keeps of its
+        /// fields; the leaf and every proof stay valid. A held entry is FAILED_PRECONDITION.
+        async fn redact(
+            &self,
+            request: tonic::Request<super::RedactRequest>,
+        ) -> std::result::Result<tonic::Response<super::RedactResponse>, tonic::Status>;
     }
     /// Reads entries, checkpoints and proofs of the ledger.
     #[derive(Debug)]
@@ -5310,6 +7148,51 @@ pub mod ledger_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetConsistencyProofSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/lexecon.v1.LedgerService/Redact" => {
+                    #[allow(non_camel_case_types)]
+                    struct RedactSvc<T: LedgerService>(pub Arc<T>);
+                    impl<
+                        T: LedgerService,
+                    > tonic::server::UnaryService<super::RedactRequest>
+                    for RedactSvc<T> {
+                        type Response = super::RedactResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RedactRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as LedgerService>::redact(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RedactSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

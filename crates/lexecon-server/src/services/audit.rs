@@ -66,6 +66,8 @@ pub fn decision_record_to_pb(r: DecisionRecord) -> pb::DecisionRecord {
         policy_hash: r.policy_hash,
         escalation_id: r.escalation_id,
         override_id: r.override_id,
+        completed: r.completed,
+        completion_ledger_index: r.completion_ledger_index.unwrap_or(0),
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use lexecon_engine::{Decision, ErrorClass, VerifyTokenInput};
+use lexecon_core::PolicyMode;
+use lexecon_engine::{CompletionInput, Decision, ErrorClass, ToolProbe, VerifyTokenInput};
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::decision_service_server::DecisionService;
 use tonic::{Request, Response, Status};
@@ -69,6 +70,62 @@ pub fn decision_to_pb(d: Decision) -> pb::DecideResponse {
     }
 }
 
+/// The engine's completion input; `result_sha256` must be 32 bytes, and empty JSON
+/// fields mean "not recorded".
+fn completion_input(r: pb::RecordCompletionRequest) -> Result<CompletionInput, Status> {
+    let result_sha256: [u8; 32] = r.result_sha256.as_slice().try_into().map_err(|_| {
+        Status::invalid_argument(format!(
+            "result_sha256: {} bytes; send the 32-byte SHA-256 of the result's canonical JSON",
+            r.result_sha256.len()
+        ))
+    })?;
+    Ok(CompletionInput {
+        decision_id: r.decision_id,
+        is_error: r.is_error,
+        duration_us: r.duration_us,
+        result_sha256,
+        arguments_json: (!r.arguments_json.is_empty()).then_some(r.arguments_json),
+        result_json: (!r.result_json.is_empty()).then_some(r.result_json),
+    })
+}
+
+/// The engine's tool probes; a bad field is named `tools[i].field`.
+fn tool_probes(tools: Vec<pb::ToolProbe>) -> Result<Vec<ToolProbe>, Status> {
+    tools
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let risk_level = u8::try_from(t.risk_level).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "tools[{i}].risk_level: {} is outside 0..5 (0 = not given)",
+                    t.risk_level
+                ))
+            })?;
+            let policy_mode = match pb::PolicyMode::try_from(t.policy_mode) {
+                Ok(pb::PolicyMode::Unspecified) => None,
+                Ok(pb::PolicyMode::Permissive) => Some(PolicyMode::Permissive),
+                Ok(pb::PolicyMode::Strict) => Some(PolicyMode::Strict),
+                Ok(pb::PolicyMode::Paranoid) => Some(PolicyMode::Paranoid),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "tools[{i}].policy_mode: {} is not a known mode; use \
+                         POLICY_MODE_PERMISSIVE, _STRICT or _PARANOID",
+                        t.policy_mode
+                    )));
+                }
+            };
+            Ok(ToolProbe {
+                tool: t.tool,
+                proposed_action: t.proposed_action,
+                data_classes: t.data_classes,
+                risk_level,
+                policy_mode,
+                context: t.context.into_iter().collect(),
+            })
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl DecisionService for DecisionSvc {
     async fn decide(
@@ -98,6 +155,40 @@ impl DecisionService for DecisionSvc {
             .metrics
             .decided(decision.outcome.as_str(), started.elapsed());
         Ok(Response::new(decision_to_pb(decision)))
+    }
+
+    async fn record_completion(
+        &self,
+        request: Request<pb::RecordCompletionRequest>,
+    ) -> Result<Response<pb::RecordCompletionResponse>, Status> {
+        let who = caller(&request)?;
+        let input = completion_input(request.into_inner())?;
+        let record = self
+            .0
+            .engine
+            .record_completion(&who, input)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RecordCompletionResponse {
+            ledger_index: record.ledger_index,
+            newly_recorded: record.newly_recorded,
+        }))
+    }
+
+    async fn check_tools(
+        &self,
+        request: Request<pb::CheckToolsRequest>,
+    ) -> Result<Response<pb::CheckToolsResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.into_inner();
+        let probes = tool_probes(r.tools)?;
+        let always_denied = self
+            .0
+            .engine
+            .check_tools(&who, &r.actor, &probes)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CheckToolsResponse { always_denied }))
     }
 
     async fn verify_token(
@@ -156,5 +247,54 @@ impl DecisionService for DecisionSvc {
             ledger_index,
             newly_revoked,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn a_completion_needs_a_32_byte_hash_and_empty_json_means_none() {
+        let request = pb::RecordCompletionRequest {
+            decision_id: "dec_x".into(),
+            result_sha256: vec![1; 31],
+            ..Default::default()
+        };
+        let err = completion_input(request.clone()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().starts_with("result_sha256: 31 bytes"),
+            "{err:?}"
+        );
+        let input = completion_input(pb::RecordCompletionRequest {
+            result_sha256: vec![1; 32],
+            result_json: "{}".into(),
+            ..request
+        })
+        .unwrap();
+        assert_eq!(input.result_sha256, [1; 32]);
+        assert_eq!(input.arguments_json, None);
+        assert_eq!(input.result_json.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn a_bad_probe_field_is_named_with_its_position() {
+        let probe = |mode: i32, risk_level: u32| pb::ToolProbe {
+            tool: "files/read".into(),
+            proposed_action: "call:read".into(),
+            policy_mode: mode,
+            risk_level,
+            ..Default::default()
+        };
+        let ok = tool_probes(vec![probe(pb::PolicyMode::Paranoid as i32, 3)]).unwrap();
+        assert_eq!(ok[0].policy_mode, Some(PolicyMode::Paranoid));
+        assert_eq!(ok[0].risk_level, 3);
+        let err = tool_probes(vec![probe(0, 0), probe(42, 0)]).unwrap_err();
+        assert!(err.message().starts_with("tools[1].policy_mode"), "{err:?}");
+        let err = tool_probes(vec![probe(0, 300)]).unwrap_err();
+        assert!(err.message().starts_with("tools[0].risk_level"), "{err:?}");
     }
 }

@@ -82,6 +82,26 @@ impl LedgerService for LedgerSvc {
             checkpoints: report.checkpoints,
             first_bad_index: report.problem.as_ref().and_then(|p| p.index).unwrap_or(0),
             error: report.problem.map(|p| p.what).unwrap_or_default(),
+            trusted_key_ring: report.trusted_key_ring,
+            ledger_index: report.recorded_at_index.unwrap_or(0),
+        }))
+    }
+
+    async fn redact(
+        &self,
+        request: Request<pb::RedactRequest>,
+    ) -> Result<Response<pb::RedactResponse>, Status> {
+        let who = caller(&request)?;
+        let r = request.get_ref();
+        let done = self
+            .0
+            .engine
+            .redact_entry(&who, r.index, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RedactResponse {
+            ledger_index: done.ledger_index,
+            erased: done.erased,
         }))
     }
 

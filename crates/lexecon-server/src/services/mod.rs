@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod budget;
+pub mod compliance;
 pub mod decision;
 pub mod evidence;
 pub mod ledger;

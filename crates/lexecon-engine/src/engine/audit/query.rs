@@ -79,6 +79,11 @@ pub struct DecisionRecord {
     pub ledger_index: u64,
     /// Whether the entry's payload was redacted.
     pub redacted: bool,
+    /// Whether the completion of the tool call it let through is recorded (an
+    /// `mcp_completion` entry, contract §11).
+    pub completed: bool,
+    /// The completion's ledger index, when `completed`.
+    pub completion_ledger_index: Option<u64>,
 }
 
 fn hex_bytes<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -184,6 +189,8 @@ pub(crate) fn record_of(row: StoredRow) -> Result<DecisionRecord, EngineError> {
             override_id: String::new(),
             ledger_index,
             redacted: true,
+            completed: false,
+            completion_ledger_index: None,
         });
     }
     let reasons = match &row.reasons {
@@ -213,6 +220,8 @@ pub(crate) fn record_of(row: StoredRow) -> Result<DecisionRecord, EngineError> {
         override_id: row.override_id.unwrap_or_default(),
         ledger_index,
         redacted: false,
+        completed: false,
+        completion_ledger_index: None,
     })
 }
 
@@ -278,6 +287,7 @@ impl Engine {
                 }
                 items.push(record_of(row)?);
                 if items.len() == page {
+                    self.fill_completions(&mut items).await?;
                     return Ok(Page {
                         items,
                         next_page_token: before.map_or_else(String::new, |b| {
@@ -287,6 +297,7 @@ impl Engine {
                 }
             }
             if fetched < batch {
+                self.fill_completions(&mut items).await?;
                 return Ok(Page {
                     items,
                     next_page_token: String::new(),
@@ -294,6 +305,7 @@ impl Engine {
             }
             if scanned >= MAX_SCAN_ROWS {
                 // Cut short: the caller continues below the last row read.
+                self.fill_completions(&mut items).await?;
                 return Ok(Page {
                     items,
                     next_page_token: before.map_or_else(String::new, |b| {
@@ -302,5 +314,23 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Sets `completed` and `completion_ledger_index` of a page's records: one query
+    /// by decision id (the UNIQUE index of `engine_mcp_completions`) per page, so
+    /// neither Decide nor the index scan pays for completions.
+    async fn fill_completions(&self, items: &mut [DecisionRecord]) -> Result<(), EngineError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = items.iter().map(|r| r.decision_id.as_str()).collect();
+        let done = self.completion_indexes(&ids).await?;
+        for item in items.iter_mut() {
+            if let Some(&idx) = done.get(&item.decision_id) {
+                item.completed = true;
+                item.completion_ledger_index = Some(idx);
+            }
+        }
+        Ok(())
     }
 }

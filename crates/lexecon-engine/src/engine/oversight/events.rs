@@ -113,7 +113,8 @@ fn payload_event(payload: &[u8]) -> Option<String> {
 /// governance event (decisions, notes, budget reservations, logins).
 pub(crate) fn event_name(kind: EntryKind, payload: &[u8]) -> Option<String> {
     match kind {
-        EntryKind::Decision | EntryKind::Note => None,
+        // Completions of forwarded MCP calls are as frequent as decisions: not events.
+        EntryKind::Decision | EntryKind::Note | EntryKind::McpCompletion => None,
         EntryKind::Oversight => Some(payload_event(payload).unwrap_or_else(|| "oversight".into())),
         // Shadow loads, promotions and discards (§13) name their event in the payload.
         EntryKind::PolicyLoaded => {
