@@ -43,7 +43,7 @@ fn check(message: &Message<'_>) {
         }
     }
     // Canonical JSON is a fixed point.
-    if let Some(v) = serde_json::from_str::<Value>(message.raw).ok() {
+    if let Ok(v) = serde_json::from_str::<Value>(message.raw) {
         let once = lexecon_mcp::canonical::to_string(&v);
         let again: Value = serde_json::from_str(&once).expect("canonical JSON parses");
         assert_eq!(lexecon_mcp::canonical::to_string(&again), once);
