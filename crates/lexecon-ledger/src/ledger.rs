@@ -385,13 +385,21 @@ impl Ledger {
         Ok(self.store.head().await?.size)
     }
 
-    /// Up to `limit` entries from `from`.
+    /// Up to `limit` entries from `from`. Indexes are the caller's: one past any entry a
+    /// ledger can hold (2^63 and above) is simply not there, never a store error.
     pub async fn entries(&self, from: u64, limit: u64) -> Result<Vec<Entry>, LedgerError> {
+        if i64::try_from(from).is_err() {
+            return Ok(Vec::new());
+        }
+        let limit = limit.min(i64::MAX.unsigned_abs() - from);
         self.store.entries(from, limit).await
     }
 
     /// One entry, if it exists.
     pub async fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
+        if i64::try_from(index).is_err() {
+            return Ok(None);
+        }
         Ok(self
             .store
             .entries(index, 1)
@@ -428,6 +436,14 @@ impl Ledger {
 
     /// The entries at `indexes`, in index order, without duplicates.
     pub async fn entries_at(&self, indexes: &[u64]) -> Result<Vec<Entry>, LedgerError> {
+        if indexes.iter().any(|i| i64::try_from(*i).is_err()) {
+            let held: Vec<u64> = indexes
+                .iter()
+                .copied()
+                .filter(|i| i64::try_from(*i).is_ok())
+                .collect();
+            return self.store.entries_at(&held).await;
+        }
         self.store.entries_at(indexes).await
     }
 
