@@ -55,6 +55,11 @@ impl NameError {
 
 pub(crate) const IDENT_CHARS: &str = "ASCII letters, digits and . _ - : / @ + =";
 
+/// What the error for a bad action says is allowed: the alphabet, and how actions are
+/// named, for callers who send a sentence (`"Read customer data"`) where a name belongs.
+const ACTION_CHARS: &str =
+    "ASCII letters, digits and . _ - : / @ + =; name actions verb:object, e.g. read:customer_data";
+
 pub(crate) fn is_ident_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+' | b'=')
 }
@@ -91,7 +96,7 @@ fn check(
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $allowed:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
@@ -106,7 +111,7 @@ macro_rules! name_type {
             /// Validates `value`.
             pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
                 let value = value.into();
-                check($field, &value, $max, is_ident_char, IDENT_CHARS)?;
+                check($field, &value, $max, is_ident_char, $allowed)?;
                 Ok($name(value))
             }
 
@@ -162,26 +167,30 @@ name_type!(
     /// Who proposes an action, e.g. `ai_agent:customer_service` (at most 256 bytes).
     Actor,
     "actor",
-    256
+    256,
+    IDENT_CHARS
 );
 name_type!(
     /// What the actor proposes to do, `verb:object` by convention, e.g.
     /// `read:customer_data` (at most 256 bytes).
     Action,
     "proposed_action",
-    256
+    256,
+    ACTION_CHARS
 );
 name_type!(
     /// The tool the action goes through, e.g. `database_query` (at most 128 bytes).
     Tool,
     "tool",
-    128
+    128,
+    IDENT_CHARS
 );
 name_type!(
     /// A class of data the action touches, e.g. `pii` (at most 64 bytes).
     DataClass,
     "data_classes",
-    64
+    64,
+    IDENT_CHARS
 );
 
 impl Action {
