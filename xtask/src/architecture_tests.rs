@@ -87,6 +87,7 @@ fn every_crate_of_the_product_map_exists() {
         "lexecon-proto",
         "lexecon-server",
         "lexecon-mcp",
+        "lexecon-json",
         "lexecon-cli",
     ] {
         assert!(
@@ -115,6 +116,7 @@ fn core_crates_have_no_io_dependencies() {
         "lexecon-risk",
         "lexecon-capability",
         "lexecon-compliance",
+        "lexecon-json",
     ] {
         let text = fs::read_to_string(root.join("crates").join(name).join("Cargo.toml")).unwrap();
         let deps = text.split("[dependencies]").nth(1).unwrap_or_default();

@@ -18,8 +18,9 @@ USAGE:
 
 COMMANDS:
     codegen [--check]   generate crates/lexecon-proto/src/gen/ from proto/ (protox +
-                        tonic-prost-build, no protoc); with --check, fail if the
-                        checked-in code differs from what would be generated
+                        tonic-prost-build, no protoc) and docs/openapi.json (from
+                        the same descriptors, by lexecon-json); with --check, fail
+                        if anything checked in differs from what would be generated
     ci                  everything CI checks: rustfmt, clippy -D warnings, codegen
                         --check, the whole test suite, benches compiled
     dist                release build of `lexecon` into dist/ as a .tar.gz with a
