@@ -182,7 +182,10 @@ impl Server {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.strip_prefix("lexecon: serving gRPC on ") {
+                    if let Some(rest) = line
+                        .strip_prefix("lexecon: serving gRPC and HTTP/JSON on ")
+                        .or_else(|| line.strip_prefix("lexecon: serving gRPC on "))
+                    {
                         let mut parts = rest.split(", metrics on http://");
                         let grpc = parts.next().and_then(|s| s.parse::<SocketAddr>().ok());
                         let metrics = parts.next().and_then(|s| {

@@ -2,14 +2,16 @@
 //!
 //! A thin adapter: converts `lexecon.v1` messages to engine types and back by hand
 //! ([`convert`]), authenticates and authorizes every call ([`auth`]), and serves health,
-//! reflection and Prometheus metrics ([`metrics`]). It owns no decision logic; handlers
-//! delegate to the engine. [`serve`] runs it until SIGTERM or SIGINT, reloading the
-//! policy on SIGHUP, and shuts down gracefully: health goes NOT_SERVING, in-flight calls
-//! drain, the ledger flushes and signs a final checkpoint.
+//! reflection and Prometheus metrics ([`metrics`]). The same port answers HTTP/JSON
+//! ([`http`]), transcoded to gRPC calls through the same authenticated stack. It owns
+//! no decision logic; handlers delegate to the engine. [`serve`] runs it until SIGTERM
+//! or SIGINT, reloading the policy on SIGHUP, and shuts down gracefully: health goes
+//! NOT_SERVING, in-flight calls drain, the ledger flushes and signs a final checkpoint.
 
 pub mod auth;
 pub mod coalesce;
 pub mod convert;
+pub mod http;
 pub mod metrics;
 pub mod services;
 
@@ -27,6 +29,7 @@ use lexecon_proto::v1::policy_service_server::PolicyServiceServer;
 use lexecon_proto::v1::risk_service_server::RiskServiceServer;
 use tokio::sync::watch;
 use tonic_health::ServingStatus;
+use tower::Layer;
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::metrics::Metrics;
@@ -215,12 +218,14 @@ pub async fn serve(
         })?;
     let metrics_addr = metrics_listener.local_addr()?;
 
+    let ready = http::Ready::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics_task = {
         let mut stop = stop_rx.clone();
         tokio::spawn(metrics::serve_metrics(
             metrics_listener,
             Arc::clone(&metrics),
+            ready.clone(),
             async move {
                 let _ = stop.changed().await;
             },
@@ -228,9 +233,10 @@ pub async fn serve(
     };
     spawn_sighup_reload(Arc::clone(&engine), stop_rx.clone());
 
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .layer(AuthLayer::new(authenticator))
+    // One gRPC stack for both doors: the auth layer over every service. gRPC requests
+    // reach it directly; JSON requests are transcoded and sent through it (`http`).
+    let mut routes = tonic::service::Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -267,6 +273,17 @@ pub async fn serve(
         .add_service(services::evidence::server(shared.clone()))
         .add_service(services::audit::server(shared.clone()))
         .add_service(services::compliance::server(shared.clone()));
+    let grpc_stack = AuthLayer::new(authenticator).layer(routes.routes().prepare());
+    let json_routes = http::router(
+        grpc_stack.clone(),
+        lexecon_json::Api::lexecon(),
+        http::Limits {
+            max_request_bytes: max,
+            evidence_max_bytes: engine.config().evidence.max_bytes,
+        },
+        ready.clone(),
+    );
+    let front = http::Front::new(grpc_stack, json_routes);
 
     // Health: SERVING only now that the database, the ledger writer and the policy are up.
     for name in HEALTH_SERVICES {
@@ -274,14 +291,17 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
+    ready.set(true);
     on_ready(grpc_addr, metrics_addr);
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "serving");
 
     let draining = {
         let health = health_reporter.clone();
         let engine = Arc::clone(&engine);
+        let ready = ready.clone();
         async move {
             shutdown.await;
+            ready.set(false);
             // Open WatchEvents streams would hold the drain open forever: end them,
             // telling each client the index to resume from.
             engine.stop_watchers();
@@ -305,7 +325,11 @@ pub async fn serve(
         },
     );
     let grace = Duration::from_secs(engine.config().server.shutdown_grace_secs);
-    let served = router.serve_with_incoming_shutdown(incoming, draining);
+    // HTTP/1.1 for JSON clients beside HTTP/2 for gRPC (and JSON) on the one listener.
+    let served = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .tcp_nodelay(true)
+        .serve_with_incoming_shutdown(front, incoming, draining);
     let result = served.await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(grace, metrics_task).await;

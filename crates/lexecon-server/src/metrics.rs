@@ -154,10 +154,11 @@ impl Default for Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `shutdown` resolves.
+/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` resolves.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    ready: crate::http::Ready,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::routing::get;
@@ -176,6 +177,7 @@ pub async fn serve_metrics(
             }
         }),
     );
+    let app = crate::http::with_probes(app, ready);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

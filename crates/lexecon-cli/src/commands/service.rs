@@ -177,7 +177,8 @@ pub(crate) fn run_server(args: &ServerArgs) -> Result<Verdict> {
             listen,
             lexecon_server::shutdown_signal(),
             |grpc, metrics| {
-                eprintln!("lexecon: serving gRPC on {grpc}, metrics on http://{metrics}/metrics");
+                eprintln!("lexecon: serving gRPC and HTTP/JSON on {grpc}, metrics on http://{metrics}/metrics");
+                eprintln!("lexecon: API reference at http://{grpc}/docs");
                 if token_file.exists() {
                     eprintln!("lexecon: admin token in {}", token_file.display());
                 }
