@@ -41,14 +41,20 @@ mod every_rpc_mcp;
 mod every_rpc_oversight;
 #[path = "e2e/evidence.rs"]
 mod evidence;
+#[path = "e2e/http.rs"]
+mod http;
 #[path = "e2e/mcp.rs"]
 mod mcp;
 #[path = "e2e/one_door.rs"]
 mod one_door;
 #[path = "e2e/oversight.rs"]
 mod oversight;
+#[path = "e2e/python_client.rs"]
+mod python_client;
 #[path = "e2e/readme_tour.rs"]
 mod readme_tour;
+#[path = "e2e/schemathesis.rs"]
+mod schemathesis;
 
 fn init_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end test modules: principals, ledger reading, policies.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use lexecon_e2e::*;
 use lexecon_proto::v1::auth_service_client::AuthServiceClient;
@@ -212,4 +213,26 @@ pub(crate) fn assert_status(status: &tonic::Status, code: tonic::Code, needles: 
             status.message()
         );
     }
+}
+
+/// Runs a `.ci/install-*` script and returns the path it printed; `None` (with the
+/// reason on stderr) when it failed outside CI. Under CI a failed install fails the test.
+pub(crate) fn install(script: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(root.join(".ci").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
+    if out.status.success() {
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        return Some(PathBuf::from(path));
+    }
+    let why = format!(
+        ".ci/{script} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("skipping the step that needs it: {why}");
+    None
 }

@@ -3,7 +3,7 @@
 //! and the reports load in independent tools (OSCAL in compliance-trestle, HTML in
 //! headless chromium). One server (restarted once) carries every step, to keep CI short.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -123,28 +123,6 @@ fn edit_config(data: &Path, from: &str, to: &str) {
 fn stop(server: Server) {
     server.signal("TERM");
     assert_eq!(server.wait(Duration::from_secs(30)), 0, "graceful shutdown");
-}
-
-/// Runs a `.ci/install-*` script and returns the path it printed; `None` (with the
-/// reason on stderr) when it failed outside CI. Under CI a failed install fails the test.
-fn install(script: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new("bash")
-        .arg(root.join(".ci").join(script))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
-    if out.status.success() {
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        return Some(PathBuf::from(path));
-    }
-    let why = format!(
-        ".ci/{script} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("skipping the step that needs it: {why}");
-    None
 }
 
 /// Loads `file` with compliance-trestle 5.2.0's OSCAL assessment-results model.
@@ -381,7 +359,7 @@ async fn status_follows_the_facts_holds_block_redaction_and_reports_load_elsewhe
         document["assessment-results"]["metadata"]["oscal-version"],
         "1.2.1"
     );
-    if let Some(python) = install("install-trestle") {
+    if let Some(python) = crate::common::install("install-trestle") {
         check_oscal_with_trestle(&python, &oscal);
     }
     let html = dir.path().join("report.html");
@@ -398,7 +376,7 @@ async fn status_follows_the_facts_holds_block_redaction_and_reports_load_elsewhe
         ],
     );
     assert_eq!(wrote.code, 0, "{wrote:?}");
-    if let Some(modules) = install("install-chromium") {
+    if let Some(modules) = crate::common::install("install-chromium") {
         let shot = dir.path().join("report.png");
         let seen = open_in_chromium(&modules, &html, &shot, None);
         assert_eq!(seen["console_errors"], serde_json::json!([]), "{seen}");

@@ -3,11 +3,19 @@
 //!
 //! How the fenced ```sh blocks of README.md are run (write the README so):
 //! - Every ```sh block, in order, by one `bash` per stretch between server starts, in a
-//!   fresh temporary directory that holds a copy of `examples/` (as a checkout does),
-//!   with the directory of the built `lexecon` first on `PATH` and `LEXECON_TOKEN`
-//!   unset. Exported variables carry over from one stretch to the next; all variables
-//!   carry over within one.
-//! - A line ending in `\` continues on the next line.
+//!   fresh temporary directory that holds a copy of `examples/` and `clients/python/`
+//!   (as a checkout does), with the directory of the built `lexecon` first on `PATH` and
+//!   `LEXECON_TOKEN` unset. Exported variables carry over from one stretch to the next;
+//!   all variables carry over within one.
+//! - A line ending in `\` continues on the next line. A line with a here-document
+//!   (`python3 - <<'EOF'`) takes the lines up to its terminator, verbatim, as one command.
+//! - Python: a fresh virtual environment the test creates comes next on `PATH`, so
+//!   `python3`, `python` and `pip` are its own. Its `pip` installs offline from the
+//!   wheelhouse of `.ci/install-python-client` (`PIP_NO_INDEX`, `PIP_FIND_LINKS`), so
+//!   `pip install ./clients/python` works as on a fresh machine with the network. The
+//!   environment is made only when the README has a command starting with `python`,
+//!   `python3`, `pip` or `pip3`; when it cannot be made those commands are skipped
+//!   outside CI (and the test fails under CI).
 //! - `cargo build ...` and `cargo xtask ci` are skipped. `cargo run ... server` is not
 //!   run: the test starts `lexecon server` itself in that directory, in the background,
 //!   on the default ports, and at the end stops it with SIGTERM (it must exit 0). Any
@@ -43,7 +51,8 @@ enum Step {
     Run { expect: i32 },
     /// Start `lexecon server` in place of `cargo run ... server`.
     StartServer,
-    /// Leave it out (`cargo build`, `cargo xtask ci`, grpcurl when there is none).
+    /// Leave it out (`cargo build`, `cargo xtask ci`, grpcurl when there is none, Python
+    /// when its environment could not be made).
     Skip(&'static str),
 }
 
@@ -68,15 +77,61 @@ fn stated_exit(comment: &str) -> Option<i32> {
     })
 }
 
+/// The tools the tour has for the commands that need one.
+#[derive(Debug, Clone, Copy)]
+struct Have {
+    grpcurl: bool,
+    python: bool,
+}
+
+/// Whether a README command runs Python or pip (and so needs the tour's environment).
+fn is_python(text: &str) -> bool {
+    matches!(
+        text.split_whitespace().next(),
+        Some("python" | "python3" | "pip" | "pip3")
+    )
+}
+
+/// The terminator of the here-document a command line starts (`<<EOF`, `<<'EOF'`,
+/// `<<-"EOF"`), if any.
+fn heredoc_terminator(line: &str) -> Option<String> {
+    let at = line.find("<<")?;
+    let rest = &line[at + 2..];
+    if rest.starts_with('<') {
+        return None; // a here-string, `<<<`
+    }
+    let word: String = rest
+        .trim_start_matches('-')
+        .trim_start()
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!word.is_empty()).then_some(word)
+}
+
 /// The commands of README.md's ```sh blocks, in order.
-fn readme_commands(readme: &str, have_grpcurl: bool) -> Vec<ReadmeCommand> {
+fn readme_commands(readme: &str, have: Have) -> Vec<ReadmeCommand> {
     let mut out = Vec::new();
     let mut in_sh = false;
     let mut comment = String::new();
     let mut pending: Option<(usize, String)> = None;
+    // A command whose here-document is being read: start line, text, terminator.
+    let mut heredoc: Option<(usize, String, String)> = None;
     for (i, raw) in readme.lines().enumerate() {
         let line_no = i + 1;
         let trimmed = raw.trim();
+        if let Some((start, mut text, end)) = heredoc.take() {
+            text.push('\n');
+            text.push_str(raw);
+            if trimmed == end {
+                out.push(classify(start, text, &comment, have));
+                comment.clear();
+            } else {
+                heredoc = Some((start, text, end));
+            }
+            continue;
+        }
         if !in_sh {
             if trimmed == "```sh" {
                 in_sh = true;
@@ -94,8 +149,10 @@ fn readme_commands(readme: &str, have_grpcurl: bool) -> Vec<ReadmeCommand> {
             text.push_str(part);
             if more {
                 pending = Some((start, text));
+            } else if let Some(end) = heredoc_terminator(&text) {
+                heredoc = Some((start, text, end));
             } else {
-                out.push(classify(start, text, &comment, have_grpcurl));
+                out.push(classify(start, text, &comment, have));
                 comment.clear();
             }
             continue;
@@ -111,13 +168,10 @@ fn readme_commands(readme: &str, have_grpcurl: bool) -> Vec<ReadmeCommand> {
             comment.push('\n');
         } else if let Some(part) = trimmed.strip_suffix('\\') {
             pending = Some((line_no, part.trim_end().to_owned()));
+        } else if let Some(end) = heredoc_terminator(trimmed) {
+            heredoc = Some((line_no, trimmed.to_owned(), end));
         } else {
-            out.push(classify(
-                line_no,
-                trimmed.to_owned(),
-                &comment,
-                have_grpcurl,
-            ));
+            out.push(classify(line_no, trimmed.to_owned(), &comment, have));
             comment.clear();
         }
     }
@@ -125,10 +179,13 @@ fn readme_commands(readme: &str, have_grpcurl: bool) -> Vec<ReadmeCommand> {
         !in_sh && pending.is_none(),
         "README.md ends inside a ```sh block"
     );
+    if let Some((line, _, end)) = heredoc {
+        panic!("README.md line {line}: the here-document never ends (no line `{end}`)");
+    }
     out
 }
 
-fn classify(line: usize, text: String, comment: &str, have_grpcurl: bool) -> ReadmeCommand {
+fn classify(line: usize, text: String, comment: &str, have: Have) -> ReadmeCommand {
     let words: Vec<&str> = text.split_whitespace().collect();
     let step = match words.as_slice() {
         ["cargo", "build", ..] => Step::Skip("cargo build"),
@@ -138,7 +195,8 @@ fn classify(line: usize, text: String, comment: &str, have_grpcurl: bool) -> Rea
             "README.md line {line}: the tour test runs every command except `cargo build ...`, \
              `cargo run ... server` and `cargo xtask ci`; teach it `{text}`"
         ),
-        ["grpcurl", ..] if !have_grpcurl => Step::Skip("no grpcurl"),
+        ["grpcurl", ..] if !have.grpcurl => Step::Skip("no grpcurl"),
+        _ if is_python(&text) && !have.python => Step::Skip("no Python environment"),
         _ => Step::Run {
             expect: stated_exit(comment).unwrap_or(0),
         },
@@ -178,6 +236,17 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // What a checkout does not hold: caches and build output left by local runs.
+        if name.starts_with('.')
+            || name == "__pycache__"
+            || name == "build"
+            || name == "dist"
+            || name.ends_with(".egg-info")
+        {
+            continue;
+        }
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
             copy_dir(&entry.path(), &target);
@@ -299,7 +368,27 @@ fn run_tour(env: &[(&str, &str)]) {
         .to_path_buf();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let grpcurl = crate::grpcurl();
-    let commands = readme_commands(&readme, grpcurl.is_some());
+    let wants_python = readme_commands(
+        &readme,
+        Have {
+            grpcurl: true,
+            python: true,
+        },
+    )
+    .iter()
+    .any(|c| is_python(&c.text));
+    let python = if wants_python {
+        python_env(&root)
+    } else {
+        None
+    };
+    let commands = readme_commands(
+        &readme,
+        Have {
+            grpcurl: grpcurl.is_some(),
+            python: python.is_some(),
+        },
+    );
     assert!(
         commands.iter().any(|c| c.step == Step::StartServer),
         "the README no longer starts the server with `cargo run ... server`"
@@ -321,16 +410,29 @@ fn run_tour(env: &[(&str, &str)]) {
     let work = tempfile::tempdir().unwrap();
     let log = tempfile::tempdir().unwrap();
     copy_dir(&root.join("examples"), &work.path().join("examples"));
+    copy_dir(
+        &root.join("clients/python"),
+        &work.path().join("clients/python"),
+    );
     let tools = tempfile::tempdir().unwrap();
     if let Some(grpcurl) = &grpcurl {
         std::os::unix::fs::symlink(grpcurl, tools.path().join("grpcurl")).unwrap();
     }
     let bin_dir = lexecon_bin().parent().unwrap().to_path_buf();
-    let mut path: Vec<PathBuf> = vec![bin_dir, tools.path().to_path_buf()];
+    let mut path: Vec<PathBuf> = vec![bin_dir];
+    path.extend(python.as_ref().map(|p| p.bin.clone()));
+    path.push(tools.path().to_path_buf());
     if let Some(old) = std::env::var_os("PATH") {
         path.extend(std::env::split_paths(&old));
     }
     let path = std::env::join_paths(path).unwrap();
+    let python_vars = python.as_ref().map(PythonEnv::vars).unwrap_or_default();
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .chain(python_vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .collect();
+    let env = env.as_slice();
 
     let _ports = default_ports();
     let indexed: Vec<(usize, &ReadmeCommand)> = commands.iter().enumerate().collect();
@@ -453,6 +555,91 @@ fn run_tour(env: &[(&str, &str)]) {
     );
 }
 
+/// The tour's Python: a fresh virtual environment whose `pip` installs offline from the
+/// wheelhouse `.ci/install-python-client` keeps.
+#[derive(Debug)]
+struct PythonEnv {
+    _dir: tempfile::TempDir,
+    /// The environment itself.
+    venv: PathBuf,
+    /// Its `bin/`, put on `PATH` after `lexecon`'s directory.
+    bin: PathBuf,
+    /// Wheels of the client's pinned dependencies and build backend.
+    wheelhouse: PathBuf,
+}
+
+impl PythonEnv {
+    /// The variables that make `pip` and `python3` in the tour this environment's.
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("VIRTUAL_ENV", self.venv.display().to_string()),
+            ("PIP_NO_INDEX", "1".to_owned()),
+            ("PIP_FIND_LINKS", self.wheelhouse.display().to_string()),
+            ("PIP_DISABLE_PIP_VERSION_CHECK", "1".to_owned()),
+            ("PYTHONDONTWRITEBYTECODE", "1".to_owned()),
+        ]
+    }
+}
+
+/// Makes the tour's Python environment; `None` (with the reason on stderr) when it cannot
+/// be made outside CI. Under CI a failure fails the test.
+fn python_env(root: &Path) -> Option<PythonEnv> {
+    let fail = |why: String| {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the README tour's Python step must run under CI: {why}"
+        );
+        eprintln!("note: skipping the README tour's Python commands: {why}");
+    };
+    let out = Command::new("bash")
+        .arg(root.join(".ci/install-python-client"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
+    if !out.status.success() {
+        fail(format!(
+            ".ci/install-python-client failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        return None;
+    }
+    let cache = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let wheelhouse = cache.join("wheelhouse");
+    if !wheelhouse.is_dir() {
+        fail(format!("no wheelhouse at {}", wheelhouse.display()));
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv");
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            fail(format!(
+                "python3 -m venv failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ));
+            return None;
+        }
+        Err(e) => {
+            fail(format!("cannot run python3: {e}"));
+            return None;
+        }
+    }
+    let bin = venv.join("bin");
+    assert!(bin.join("python3").exists() && bin.join("pip").exists());
+    Some(PythonEnv {
+        _dir: dir,
+        venv,
+        bin,
+        wheelhouse,
+    })
+}
+
 #[test]
 fn the_readme_tour_on_sqlite() {
     run_tour(&[]);
@@ -490,12 +677,24 @@ lexecon decide --actor a --action delete:x
 X=$(echo hi | tr a-z A-Z)
 grpcurl -plaintext 127.0.0.1:50051 list
 cargo xtask ci
+pip install ./clients/python
+python3 - <<'PY'
+import lexecon
+# not a comment of the tour
+
+print(lexecon.__name__)
+PY
+echo done
 ```
 ```text
 not run
 ```
 ";
-    let got: Vec<(usize, String, Step)> = readme_commands(readme, false)
+    let none = Have {
+        grpcurl: false,
+        python: false,
+    };
+    let got: Vec<(usize, String, Step)> = readme_commands(readme, none)
         .into_iter()
         .map(|c| (c.line, c.text, c.step))
         .collect();
@@ -535,8 +734,32 @@ not run
             "cargo xtask ci".to_owned(),
             Step::Skip("cargo xtask ci"),
         ),
+        (
+            18,
+            "pip install ./clients/python".to_owned(),
+            Step::Skip("no Python environment"),
+        ),
+        (
+            19,
+            "python3 - <<'PY'\nimport lexecon\n# not a comment of the tour\n\nprint(lexecon.__name__)\nPY"
+                .to_owned(),
+            Step::Skip("no Python environment"),
+        ),
+        (25, "echo done".to_owned(), Step::Run { expect: 0 }),
     ];
     assert_eq!(got, want);
+    let all = Have {
+        grpcurl: true,
+        python: true,
+    };
+    let with_python = readme_commands(readme, all);
+    assert_eq!(with_python[7].step, Step::Run { expect: 0 });
+    assert_eq!(with_python[8].step, Step::Run { expect: 0 });
+    assert_eq!(
+        heredoc_terminator("cat <<-\"END\" >x"),
+        Some("END".to_owned())
+    );
+    assert_eq!(heredoc_terminator("grep x <<< \"$y\""), None);
     assert_eq!(stated_exit("# refused (exit 2), naming the key"), Some(2));
     assert_eq!(stated_exit("# an exit is not a code"), None);
 }
@@ -545,7 +768,13 @@ not run
 fn the_readme_has_the_shape_the_tour_test_expects() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let commands = readme_commands(&readme, true);
+    let commands = readme_commands(
+        &readme,
+        Have {
+            grpcurl: true,
+            python: true,
+        },
+    );
     let starts: Vec<_> = commands
         .iter()
         .filter(|c| c.step == Step::StartServer)

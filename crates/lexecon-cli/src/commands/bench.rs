@@ -1,5 +1,6 @@
 //! `lexecon bench decide`: a load generator that drives Decide calls at a server and
-//! reports decisions/s and latency percentiles.
+//! reports decisions/s and latency percentiles, over gRPC, over HTTP/1.1 JSON
+//! (`POST /v1/decide`), or both in the same run.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -21,8 +22,14 @@ Sends Decide calls for DURATION seconds from CONCURRENCY tasks spread over CONNE
 HTTP/2 connections, and reports decisions/s and latency percentiles. Every call is a
 real, durable, ledgered decision. The default action is approved by the starter policy.
 
-Example:
-  lexecon bench decide --concurrency 64 --connections 4 --duration 10 --json")]
+With --protocol http the same calls go to POST /v1/decide as JSON over HTTP/1.1
+keep-alive, one connection per call in flight (HTTP/1.1 has no multiplexing, so
+--connections does not apply). With --protocol both, gRPC runs first and then HTTP for
+the same duration, and the report gives HTTP as a share of gRPC in the same run.
+
+Examples:
+  lexecon bench decide --concurrency 64 --connections 4 --duration 10 --json
+  lexecon bench decide --concurrency 64 --duration 10 --protocol both")]
 pub(crate) struct BenchDecideArgs {
     #[command(flatten)]
     pub server: ServerArgs,
@@ -48,6 +55,10 @@ pub(crate) struct BenchDecideArgs {
     /// The tool of every call.
     #[arg(long, default_value = "database_query")]
     pub tool: String,
+    /// What the calls go over: gRPC `Decide`, HTTP/1.1 `POST /v1/decide` (JSON), or both,
+    /// one after the other, for the comparison.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    pub protocol: Protocol,
     /// Afterwards, drive the server's health check (a trivial tonic handler, no auth,
     /// no work) the same way for the same time, and report Decide as a share of it.
     #[arg(long)]
@@ -57,9 +68,20 @@ pub(crate) struct BenchDecideArgs {
     pub json: bool,
 }
 
-/// What one bench run measured.
+/// What the load goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    /// gRPC `DecisionService/Decide` over HTTP/2.
+    Grpc,
+    /// `POST /v1/decide` with a JSON body over HTTP/1.1 keep-alive.
+    Http,
+    /// gRPC, then HTTP for the same time, compared.
+    Both,
+}
+
+/// What one load measured.
 #[derive(Debug, serde::Serialize)]
-pub(crate) struct BenchReport {
+pub(crate) struct Figures {
     pub decisions_per_sec: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -71,12 +93,28 @@ pub(crate) struct BenchReport {
     pub concurrency: usize,
     pub connections: usize,
     pub outcomes: HashMap<String, u64>,
+}
+
+/// What one bench run measured. The top-level figures are gRPC's, except with
+/// `--protocol http`, where they are HTTP's.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct BenchReport {
+    /// "grpc" or "http": what the top-level figures measured.
+    pub protocol: &'static str,
+    #[serde(flatten)]
+    pub figures: Figures,
     /// Health checks per second under the same load (with `--with-echo`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub echo_per_sec: Option<f64>,
     /// `decisions_per_sec / echo_per_sec` (with `--with-echo`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_echo: Option<f64>,
+    /// The same load over HTTP/1.1 JSON, after the gRPC run (with `--protocol both`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<Figures>,
+    /// `http.decisions_per_sec / decisions_per_sec` (with `--protocol both`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_to_grpc: Option<f64>,
 }
 
 pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
@@ -93,39 +131,78 @@ pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
     .enable_all()
     .build()
     .context("starting the async runtime")?;
-    let mut report = rt.block_on(bench(args))?;
+    let (protocol, figures) = match args.protocol {
+        Protocol::Grpc | Protocol::Both => ("grpc", rt.block_on(bench(args))?),
+        Protocol::Http => ("http", rt.block_on(bench_http(args))?),
+    };
+    let mut report = BenchReport {
+        protocol,
+        figures,
+        echo_per_sec: None,
+        ratio_to_echo: None,
+        http: None,
+        http_to_grpc: None,
+    };
     if args.with_echo {
         let echo = rt.block_on(bench_echo(args))?;
         report.echo_per_sec = Some(echo);
-        report.ratio_to_echo = Some(if echo > 0.0 {
-            report.decisions_per_sec / echo
-        } else {
-            0.0
-        });
+        report.ratio_to_echo = Some(share(report.figures.decisions_per_sec, echo));
+    }
+    if args.protocol == Protocol::Both {
+        let http = rt.block_on(bench_http(args))?;
+        report.http_to_grpc = Some(share(
+            http.decisions_per_sec,
+            report.figures.decisions_per_sec,
+        ));
+        report.http = Some(http);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "{:.0} decisions/s over {:.1}s ({} calls, {} errors; concurrency {}, {} connections)\nlatency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\noutcomes: {:?}",
-            report.decisions_per_sec,
-            report.duration_secs,
-            report.total,
-            report.errors,
-            report.concurrency,
-            report.connections,
-            report.p50_ms,
-            report.p90_ms,
-            report.p99_ms,
-            report.max_ms,
-            report.outcomes
-        );
+        let first = match args.protocol {
+            Protocol::Grpc => "",
+            Protocol::Http => "HTTP/1.1 JSON: ",
+            Protocol::Both => "gRPC: ",
+        };
+        print_figures(first, &report.figures);
+        if let (Some(http), Some(ratio)) = (&report.http, report.http_to_grpc) {
+            print_figures("HTTP/1.1 JSON: ", http);
+            println!(
+                "HTTP {:.0}/s = {:.0}% of gRPC {:.0}/s in the same run",
+                http.decisions_per_sec,
+                ratio * 100.0,
+                report.figures.decisions_per_sec
+            );
+        }
     }
-    Ok(if report.errors == 0 {
+    let errors = report.figures.errors + report.http.as_ref().map_or(0, |h| h.errors);
+    Ok(if errors == 0 {
         Verdict::Yes
     } else {
         Verdict::No
     })
+}
+
+/// `part / whole`, 0 when nothing was measured.
+fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 { part / whole } else { 0.0 }
+}
+
+fn print_figures(what: &str, f: &Figures) {
+    println!(
+        "{what}{:.0} decisions/s over {:.1}s ({} calls, {} errors; concurrency {}, {} connections)\nlatency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}\noutcomes: {:?}",
+        f.decisions_per_sec,
+        f.duration_secs,
+        f.total,
+        f.errors,
+        f.concurrency,
+        f.connections,
+        f.p50_ms,
+        f.p90_ms,
+        f.p99_ms,
+        f.max_ms,
+        f.outcomes
+    );
 }
 
 /// `connections` connections to the server at `url`, shared round-robin by the tasks.
@@ -180,20 +257,28 @@ async fn bench_echo(args: &BenchDecideArgs) -> Result<f64> {
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
-    let url = args.server.server_url()?;
-    let bearer = args.server.bearer()?;
-    let channels = connect_all(&url, args.connections).await?;
-    let template = DecideRequest {
+/// The request of every call.
+fn template(args: &BenchDecideArgs) -> DecideRequest {
+    DecideRequest {
         actor: args.actor.clone(),
         proposed_action: args.action.clone(),
         tool: args.tool.clone(),
         user_intent: "lexecon bench decide".to_owned(),
         ..Default::default()
-    };
+    }
+}
+
+/// What one task measured: latencies of successful calls (µs), failed calls, outcomes,
+/// and the first error.
+type TaskResult = (Vec<u32>, u64, HashMap<String, u64>, Option<String>);
+
+async fn bench(args: &BenchDecideArgs) -> Result<Figures> {
+    let url = args.server.server_url()?;
+    let bearer = args.server.bearer()?;
+    let channels = connect_all(&url, args.connections).await?;
+    let template = template(args);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
-    let progress = std::io::stderr().is_terminal() && !args.json;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.concurrency {
         let channel = channel_for(&channels, i)?;
@@ -228,6 +313,149 @@ async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
             (latencies_us, errors, outcomes, first_error)
         });
     }
+    collect(args, tasks, started, deadline, args.connections).await
+}
+
+/// The same load as [`bench`] as JSON to `POST /v1/decide` over HTTP/1.1 keep-alive:
+/// one connection per task, since HTTP/1.1 carries one request at a time.
+async fn bench_http(args: &BenchDecideArgs) -> Result<Figures> {
+    let url = args.server.server_url()?;
+    let bearer = args.server.bearer()?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| anyhow!("invalid --server {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("--protocol http needs an http:// --server URL, not {url:?}");
+    }
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .ok_or_else(|| anyhow!("--server {url:?} names no host"))?;
+    let t = template(args);
+    let body = hyper::body::Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "actor": t.actor,
+        "proposed_action": t.proposed_action,
+        "tool": t.tool,
+        "user_intent": t.user_intent,
+    }))?);
+    let auth = hyper::header::HeaderValue::from_str(&format!("Bearer {bearer}"))
+        .map_err(|_| anyhow!("the token holds characters an HTTP header cannot carry"))?;
+    // Connect every task first, so connection set-up is not measured and a server that
+    // does not answer is one clear error.
+    let mut senders = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency {
+        senders.push(http_connect(&authority).await.map_err(|e| {
+            anyhow!(
+                "no Lexecon server answers HTTP at {url} ({e}); start one with `lexecon server` or pass --server"
+            )
+        })?);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration);
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut sender in senders {
+        let (authority, body, auth) = (authority.clone(), body.clone(), auth.clone());
+        tasks.spawn(async move {
+            let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            let mut outcomes: HashMap<String, u64> = HashMap::new();
+            let mut first_error: Option<String> = None;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match http_decide(&mut sender, &authority, &auth, body.clone()).await {
+                    Ok(outcome) => {
+                        latencies_us
+                            .push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                        *outcomes.entry(outcome).or_default() += 1;
+                    }
+                    Err(HttpFailure::Answer(e)) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                    Err(HttpFailure::Connection(e)) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                        match http_connect(&authority).await {
+                            Ok(fresh) => sender = fresh,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            (latencies_us, errors, outcomes, first_error)
+        });
+    }
+    collect(args, tasks, started, deadline, args.concurrency).await
+}
+
+type HttpSender = hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>;
+
+/// One HTTP/1.1 connection to `authority` (`host:port`).
+async fn http_connect(authority: &str) -> Result<HttpSender> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Why an HTTP call failed: the server answered with an error, or the connection broke.
+enum HttpFailure {
+    Answer(String),
+    Connection(String),
+}
+
+/// The `outcome` of a decision, as JSON holds it.
+#[derive(serde::Deserialize)]
+struct DecisionOutcome {
+    outcome: String,
+}
+
+/// One `POST /v1/decide`; the decision's outcome.
+async fn http_decide(
+    sender: &mut HttpSender,
+    authority: &str,
+    auth: &hyper::header::HeaderValue,
+    body: hyper::body::Bytes,
+) -> Result<String, HttpFailure> {
+    use http_body_util::BodyExt as _;
+    let broken = |e: hyper::Error| HttpFailure::Connection(format!("HTTP connection: {e}"));
+    let request = hyper::Request::post("/v1/decide")
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::AUTHORIZATION, auth)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(body))
+        .map_err(|e| HttpFailure::Answer(format!("building the request: {e}")))?;
+    sender.ready().await.map_err(broken)?;
+    let response = sender.send_request(request).await.map_err(broken)?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(broken)?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(HttpFailure::Answer(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )));
+    }
+    serde_json::from_slice::<DecisionOutcome>(&bytes)
+        .map(|d| d.outcome)
+        .map_err(|e| HttpFailure::Answer(format!("a decision that is not JSON ({e})")))
+}
+
+/// Shows progress until `deadline`, joins the tasks and sums up what they measured.
+async fn collect(
+    args: &BenchDecideArgs,
+    mut tasks: tokio::task::JoinSet<TaskResult>,
+    started: Instant,
+    deadline: Instant,
+    connections: usize,
+) -> Result<Figures> {
+    let progress = std::io::stderr().is_terminal() && !args.json;
     if progress {
         let mut last = Instant::now();
         while Instant::now() < deadline {
@@ -271,7 +499,7 @@ async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
         let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
         f64::from(all.get(idx).copied().unwrap_or(0)) / 1000.0
     };
-    Ok(BenchReport {
+    Ok(Figures {
         decisions_per_sec: all.len() as f64 / elapsed,
         p50_ms: pct(0.50),
         p90_ms: pct(0.90),
@@ -281,9 +509,7 @@ async fn bench(args: &BenchDecideArgs) -> Result<BenchReport> {
         total: all.len() as u64 + errors,
         duration_secs: elapsed,
         concurrency: args.concurrency,
-        connections: args.connections,
+        connections,
         outcomes,
-        echo_per_sec: None,
-        ratio_to_echo: None,
     })
 }
