@@ -49,12 +49,70 @@ pub(crate) fn run() -> Result<()> {
         eprintln!("==> {label}: ok in {:.1}s", step.elapsed().as_secs_f64());
     }
     let step = Instant::now();
+    deny(&root, &cargo)?;
+    eprintln!("==> cargo deny: ok in {:.1}s", step.elapsed().as_secs_f64());
+    let step = Instant::now();
     fuzz(&root, &cargo)?;
     eprintln!("==> fuzz: ok in {:.1}s", step.elapsed().as_secs_f64());
     eprintln!(
         "==> ci: all steps passed in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Runs `.ci/<script>`, which installs a cargo subcommand into the tool cache and prints
+/// the directory holding it, and returns PATH with that directory first.
+fn tool_path(root: &std::path::Path, step: &str, script: &str) -> Result<std::ffi::OsString> {
+    let installed = Command::new("bash")
+        .arg(root.join(".ci").join(script))
+        .current_dir(root)
+        .output()
+        .with_context(|| format!("running .ci/{script}"))?;
+    if !installed.status.success() {
+        bail!(
+            "step `{step}`: .ci/{script} failed: {}",
+            String::from_utf8_lossy(&installed.stderr)
+        );
+    }
+    let bin_dir = String::from_utf8_lossy(&installed.stdout).trim().to_owned();
+    Ok(match std::env::var_os("PATH") {
+        Some(old) => {
+            let mut dirs = vec![std::path::PathBuf::from(&bin_dir)];
+            dirs.extend(std::env::split_paths(&old));
+            std::env::join_paths(dirs).context("joining PATH")?
+        }
+        None => bin_dir.into(),
+    })
+}
+
+/// The dependency policy of `deny.toml`: licences, banned crates and sources. The
+/// advisories check needs the RustSec database from the network, which CI does not
+/// reach; run `cargo deny check advisories` where it is (docs/development.md).
+fn deny(root: &std::path::Path, cargo: &str) -> Result<()> {
+    let path = tool_path(root, "cargo deny", "install-cargo-deny")?;
+    let args = [
+        "deny",
+        "--locked",
+        "check",
+        "--hide-inclusion-graph",
+        "licenses",
+        "bans",
+        "sources",
+    ];
+    eprintln!("==> cargo deny: cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .env("PATH", &path)
+        .status()
+        .context("starting cargo deny")?;
+    if !status.success() {
+        bail!(
+            "step `cargo deny` failed ({status}); rerun `cargo {}` with PATH=\"$(bash .ci/install-cargo-deny):$PATH\" to see why",
+            args.join(" ")
+        );
+    }
     Ok(())
 }
 
@@ -71,27 +129,7 @@ fn fuzz(root: &std::path::Path, cargo: &str) -> Result<()> {
         eprintln!("==> fuzz: no fuzz/ crate; skipped");
         return Ok(());
     }
-    let installed = Command::new("bash")
-        .arg(root.join(".ci/install-cargo-fuzz"))
-        .current_dir(root)
-        .output()
-        .context("running .ci/install-cargo-fuzz")?;
-    if !installed.status.success() {
-        bail!(
-            "step `fuzz`: .ci/install-cargo-fuzz failed: {}",
-            String::from_utf8_lossy(&installed.stderr)
-        );
-    }
-    // The script prints the directory holding `cargo-fuzz`: put it first on PATH.
-    let bin_dir = String::from_utf8_lossy(&installed.stdout).trim().to_owned();
-    let path = match std::env::var_os("PATH") {
-        Some(old) => {
-            let mut dirs = vec![std::path::PathBuf::from(&bin_dir)];
-            dirs.extend(std::env::split_paths(&old));
-            std::env::join_paths(dirs).context("joining PATH")?
-        }
-        None => bin_dir.clone().into(),
-    };
+    let path = tool_path(root, "fuzz", "install-cargo-fuzz")?;
     let fuzz_cmd = |args: &[&str]| {
         let mut cmd = Command::new(cargo);
         cmd.args(args)
