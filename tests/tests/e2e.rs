@@ -47,6 +47,8 @@ mod http;
 mod mcp;
 #[path = "e2e/one_door.rs"]
 mod one_door;
+#[path = "e2e/overload.rs"]
+mod overload;
 #[path = "e2e/oversight.rs"]
 mod oversight;
 #[path = "e2e/python_client.rs"]

@@ -58,6 +58,11 @@ pub struct ServerConfig {
     pub metrics_listen: SocketAddr,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Calls in flight at once; beyond it a call is refused at once with
+    /// `RESOURCE_EXHAUSTED` (HTTP 429), and one principal may hold at most half of it.
+    pub max_concurrent_requests: u32,
+    /// `[server.rate_limit]`: per-principal request rate.
+    pub rate_limit: RateLimitConfig,
     /// How long shutdown waits for in-flight calls before it stops them, in seconds.
     pub shutdown_grace_secs: u64,
 }
@@ -68,8 +73,29 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             max_request_bytes: 256 * 1024,
+            max_concurrent_requests: 1024,
+            rate_limit: RateLimitConfig::default(),
             shutdown_grace_secs: 10,
         }
+    }
+}
+
+/// `[server.rate_limit]`: a token bucket per authenticated principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second each principal may make on average; unset: no rate limit.
+    pub per_principal_rps: Option<u32>,
+    /// How many requests a principal may make at once after being idle; unset: equal
+    /// to `per_principal_rps`.
+    pub burst: Option<u32>,
+}
+
+impl RateLimitConfig {
+    /// The bucket size in force: `burst`, or else `per_principal_rps`.
+    pub fn effective_burst(&self) -> Option<u32> {
+        self.per_principal_rps
+            .map(|rps| self.burst.unwrap_or(rps).max(1))
     }
 }
 
@@ -569,6 +595,33 @@ impl Config {
                 self.server.max_request_bytes
             ),
         )?;
+        range(
+            "server.max_concurrent_requests",
+            (2..=1_000_000).contains(&self.server.max_concurrent_requests),
+            format!(
+                "must be between 2 and 1000000, got {}",
+                self.server.max_concurrent_requests
+            ),
+        )?;
+        if let Some(rps) = self.server.rate_limit.per_principal_rps {
+            range(
+                "server.rate_limit.per_principal_rps",
+                (1..=1_000_000).contains(&rps),
+                format!("must be between 1 and 1000000 (or unset for no limit), got {rps}"),
+            )?;
+        }
+        if let Some(burst) = self.server.rate_limit.burst {
+            range(
+                "server.rate_limit.burst",
+                (1..=1_000_000).contains(&burst),
+                format!("must be between 1 and 1000000, got {burst}"),
+            )?;
+            range(
+                "server.rate_limit.burst",
+                self.server.rate_limit.per_principal_rps.is_some(),
+                "has no effect without server.rate_limit.per_principal_rps; set that too, or drop burst".to_owned(),
+            )?;
+        }
         range(
             "node.id",
             !self.node.id.is_empty()

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod coalesce;
 pub mod convert;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod services;
 
@@ -32,6 +33,7 @@ use tonic_health::ServingStatus;
 use tower::Layer;
 
 use crate::auth::{AuthLayer, Authenticator};
+use crate::limits::{LimitLayer, Limits};
 use crate::metrics::Metrics;
 use crate::services::Shared;
 
@@ -273,7 +275,14 @@ pub async fn serve(
         .add_service(services::evidence::server(shared.clone()))
         .add_service(services::audit::server(shared.clone()))
         .add_service(services::compliance::server(shared.clone()));
-    let grpc_stack = AuthLayer::new(authenticator).layer(routes.routes().prepare());
+    // Overload limits inside auth (they count per authenticated principal) and over every
+    // service; health and reflection pass through them unlimited (`limits`).
+    let limit_layer = LimitLayer::new(
+        Limits::from_config(&engine.config().server),
+        Arc::clone(&metrics),
+    );
+    let grpc_stack =
+        AuthLayer::new(authenticator).layer(limit_layer.layer(routes.routes().prepare()));
     let json_routes = http::router(
         grpc_stack.clone(),
         lexecon_json::Api::lexecon(),

@@ -59,6 +59,11 @@ pub struct Metrics {
     pub invalid_requests: Family<ReasonLabel, Counter>,
     /// Decide or Authorize calls refused because the key may not speak for the actor.
     pub actor_refusals: Family<KeyLabel, Counter>,
+    /// Calls refused at once because the server or the principal's share was full, by
+    /// reason (`concurrency`, `principal_share`).
+    pub requests_shed: Family<ReasonLabel, Counter>,
+    /// Calls refused by a principal's rate limit.
+    pub requests_rate_limited: Counter,
 }
 
 impl Metrics {
@@ -109,6 +114,18 @@ impl Metrics {
             "Calls refused because the key may not speak for the actor, by key",
             actor_refusals.clone(),
         );
+        let requests_shed = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "requests_shed",
+            "Calls refused at once because the server (concurrency) or the principal's share (principal_share) was full",
+            requests_shed.clone(),
+        );
+        let requests_rate_limited = Counter::default();
+        registry.register(
+            "requests_rate_limited",
+            "Calls refused by a principal's rate limit",
+            requests_rate_limited.clone(),
+        );
         let build = Family::<BuildLabel, Gauge>::default();
         build
             .get_or_create(&BuildLabel {
@@ -126,6 +143,8 @@ impl Metrics {
             auth_failures,
             invalid_requests,
             actor_refusals,
+            requests_shed,
+            requests_rate_limited,
         }
     }
 
@@ -208,8 +227,16 @@ mod tests {
                 reason: "bad_token".into(),
             })
             .inc();
+        m.requests_shed
+            .get_or_create(&ReasonLabel {
+                reason: "concurrency".into(),
+            })
+            .inc();
+        m.requests_rate_limited.inc();
         let text = m.encode();
         for name in [
+            "lexecon_requests_shed_total{reason=\"concurrency\"} 1",
+            "lexecon_requests_rate_limited_total 1",
             "lexecon_decisions_total{outcome=\"approved\"} 1",
             "lexecon_decision_latency_seconds_count 1",
             "lexecon_ledger_batch_size",

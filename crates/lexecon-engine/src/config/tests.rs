@@ -203,3 +203,61 @@ fn an_oidc_provider_needs_exactly_one_safe_key_source() {
         });
     }
 }
+
+#[test]
+fn overload_limits_default_load_from_env_and_are_range_checked() {
+    jail(|jail| {
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.server.max_concurrent_requests, 1024);
+        assert_eq!(config.server.rate_limit.per_principal_rps, None);
+        assert_eq!(config.server.rate_limit.effective_burst(), None);
+        Ok(())
+    });
+    jail(|jail| {
+        jail.create_file(
+            CONFIG_FILE,
+            "[server]\nmax_concurrent_requests = 64\n[server.rate_limit]\nper_principal_rps = 10\n",
+        )?;
+        jail.set_env("LEXECON_SERVER__MAX_CONCURRENT_REQUESTS", "8");
+        jail.set_env("LEXECON_SERVER__RATE_LIMIT__BURST", "3");
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.server.max_concurrent_requests, 8, "env wins");
+        assert_eq!(config.server.rate_limit.per_principal_rps, Some(10));
+        assert_eq!(config.server.rate_limit.effective_burst(), Some(3));
+        Ok(())
+    });
+    jail(|jail| {
+        jail.set_env("LEXECON_SERVER__RATE_LIMIT__PER_PRINCIPAL_RPS", "5");
+        let config = load_in(jail).unwrap();
+        assert_eq!(
+            config.server.rate_limit.effective_burst(),
+            Some(5),
+            "burst defaults to the rate"
+        );
+        Ok(())
+    });
+    for (env, value, expected) in [
+        (
+            "LEXECON_SERVER__MAX_CONCURRENT_REQUESTS",
+            "1",
+            "server.max_concurrent_requests must be between 2 and 1000000, got 1",
+        ),
+        (
+            "LEXECON_SERVER__RATE_LIMIT__PER_PRINCIPAL_RPS",
+            "0",
+            "server.rate_limit.per_principal_rps must be between 1 and 1000000",
+        ),
+        (
+            "LEXECON_SERVER__RATE_LIMIT__BURST",
+            "4",
+            "server.rate_limit.burst has no effect without server.rate_limit.per_principal_rps",
+        ),
+    ] {
+        jail(|jail| {
+            jail.set_env(env, value);
+            let msg = load_in(jail).unwrap_err().to_string();
+            assert!(msg.contains(expected), "{msg}");
+            Ok(())
+        });
+    }
+}

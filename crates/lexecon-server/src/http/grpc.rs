@@ -11,8 +11,9 @@ use tower::ServiceExt;
 use crate::auth::AuthMiddleware;
 use crate::http::error::ApiError;
 
-/// The gRPC stack both doors go through: authentication, then the services.
-pub type GrpcStack = AuthMiddleware<tonic::service::Routes>;
+/// The gRPC stack both doors go through: authentication, the overload limits, then the
+/// services.
+pub type GrpcStack = AuthMiddleware<crate::limits::LimitMiddleware<tonic::service::Routes>>;
 
 /// The length prefix of a gRPC message: a compression flag and a big-endian `u32`.
 const PREFIX: usize = 5;
