@@ -518,6 +518,18 @@ async fn redaction_erases_every_copy_and_the_ledger_still_verifies() {
     assert!(replay.actor.is_empty(), "{replay:?}");
     assert!(replay.reasons.is_empty(), "{replay:?}");
     assert!(replay.capability_token.is_none(), "{replay:?}");
+    // Accountability of the erased decision says it was erased, by whom and why: a
+    // lawful state, not damaged data (schemathesis once found this answered DATA_LOSS).
+    let err = engine
+        .accountability(&auditor(), &d.decision_id.to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::FailedPrecondition, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("redacted") && text.contains("GDPR Art. 17 request 12"),
+        "{text}"
+    );
     // A second redaction is refused.
     let err = engine
         .redact_entry(&admin(), d.ledger_index, "again")

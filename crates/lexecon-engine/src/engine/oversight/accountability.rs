@@ -217,9 +217,18 @@ impl Reader<'_> {
                 &format!("expected a {kind} entry, found {}", leaf.kind),
             ));
         }
+        if let Some(t) = &entry.tombstone {
+            // An erasure (GDPR Art. 17) is a lawful state, not damage: say what was
+            // erased and by whom, and that the facts read from it are gone.
+            return Err(EngineError::FailedPrecondition(format!(
+                "ledger entry {idx} ({kind}) was redacted by {} ({}): the facts accountability \
+                 reads from it were erased",
+                t.by, t.reason
+            )));
+        }
         let payload = entry
             .payload_json()
-            .ok_or_else(|| corrupt(idx, "its payload is redacted or not JSON"))?;
+            .ok_or_else(|| corrupt(idx, "its payload is not JSON"))?;
         if str_at(&payload, key) != Some(value) {
             return Err(corrupt(idx, &format!("its {key} is not {value}")));
         }
