@@ -187,7 +187,12 @@ impl Server {
                         .or_else(|| line.strip_prefix("lexecon: serving gRPC on "))
                     {
                         let mut parts = rest.split(", metrics on http://");
-                        let grpc = parts.next().and_then(|s| s.parse::<SocketAddr>().ok());
+                        // With TLS the address is followed by " (TLS only...)".
+                        let grpc = parts.next().and_then(|s| {
+                            s.split(' ')
+                                .next()
+                                .and_then(|a| a.parse::<SocketAddr>().ok())
+                        });
                         let metrics = parts.next().and_then(|s| {
                             s.trim_end_matches("/metrics").parse::<SocketAddr>().ok()
                         });

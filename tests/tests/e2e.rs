@@ -27,6 +27,12 @@ mod audit;
 mod common;
 #[path = "e2e/compliance.rs"]
 mod compliance;
+#[path = "e2e/deadlines.rs"]
+mod deadlines;
+#[path = "e2e/deploy.rs"]
+mod deploy;
+#[path = "e2e/drills.rs"]
+mod drills;
 #[path = "e2e/every_rpc.rs"]
 mod every_rpc;
 #[path = "e2e/every_rpc_audit.rs"]
@@ -57,6 +63,8 @@ mod python_client;
 mod readme_tour;
 #[path = "e2e/schemathesis.rs"]
 mod schemathesis;
+#[path = "e2e/tls.rs"]
+mod tls;
 
 fn init_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             password: PasswordParams::INSECURE_FOR_TESTS,
             ..AuthConfig::default()
         };
-        let store: Arc<dyn AuthStore> = Arc::new(SqliteAuthStore::new(pool));
+        let store: Arc<dyn AuthStore> = Arc::new(SqliteAuthStore::new(pool, bench_keys()));
         let uncached = AuthService::new(
             Arc::clone(&store),
             Arc::new(clock.clone()),
@@ -141,7 +141,7 @@ fn bench(c: &mut Criterion) {
                 .await
                 .unwrap();
             SqliteAuthStore::migrate(&pool).await.unwrap();
-            SqliteAuthStore::new(pool)
+            SqliteAuthStore::new(pool, bench_keys())
         })),
         Arc::new(ManualClock::new(Timestamp::from_unix_secs(now))),
         AuthConfig::default(),
@@ -159,3 +159,11 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// The master key TOTP seeds are sealed with in the benchmarks.
+fn bench_keys() -> Arc<lexecon_auth::SecretKeys> {
+    Arc::new(lexecon_auth::SecretKeys::new(
+        lexecon_auth::MasterKey::from_bytes(&[42u8; 32], "bench key").unwrap(),
+        vec![],
+    ))
+}

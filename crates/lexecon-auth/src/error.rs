@@ -142,4 +142,7 @@ pub enum StoreError {
     /// A stored value is not what we wrote.
     #[error("auth database holds an invalid value in {0}: restore from a backup")]
     Corrupt(&'static str),
+    /// A secret at rest could not be sealed or opened (wrong or missing master key).
+    #[error(transparent)]
+    Secrets(#[from] crate::at_rest::SecretsError),
 }

@@ -12,6 +12,7 @@
 //! [`AuthError::is_permission_denied`] tell it which gRPC code to answer with.
 //! Parameters and the permission table are documented in `docs/security.md`.
 
+mod at_rest;
 mod binding;
 mod error;
 mod oidc;
@@ -24,6 +25,9 @@ mod sql;
 mod store;
 pub mod totp;
 
+pub use at_rest::{
+    MASTER_KEY_BYTES, MasterKey, SecretKeys, SecretsCensus, SecretsError, StoredForm, stored_form,
+};
 pub use binding::{
     ActorBinding, MAX_ACTOR_PATTERN_LEN, MAX_ACTOR_PATTERNS, MAX_LLM_ROLE_LEN, MAX_LLM_ROLES,
 };

@@ -1,8 +1,12 @@
 //! The SQLite and PostgreSQL [`AuthStore`]s: the same SQL (`$n` placeholders work in
 //! both through sqlx), generated for each pool type by one macro.
 
+use std::sync::Arc;
+
 use lexecon_core::Timestamp;
 use sqlx::Row as _;
+
+use crate::at_rest::{SecretKeys, SecretsCensus, StoredForm, stored_form};
 
 use crate::store::{
     ApiKeyRecord, AuthStore, ChallengeRecord, MfaRecord, SessionRecord, UserRecord,
@@ -43,6 +47,13 @@ fn opt_ts(micros: Option<i64>) -> Option<Timestamp> {
     micros.map(Timestamp::from_unix_micros)
 }
 
+/// The associated-data context of TOTP seeds (with the user id as the owner).
+const TOTP_CONTEXT: &str = "lexecon/totp_seed/v1";
+
+fn totp_what(user_id: &str) -> String {
+    format!("TOTP seed of user {user_id}")
+}
+
 const USER_COLUMNS: &str =
     "id, username, password_hash, role, created_at, failed_logins, locked_until, mfa_enabled";
 const SESSION_COLUMNS: &str =
@@ -55,12 +66,98 @@ macro_rules! auth_store {
         #[derive(Debug, Clone)]
         pub struct $name {
             pool: $pool,
+            keys: Arc<SecretKeys>,
         }
 
         impl $name {
-            /// A store on an open pool (run [`Self::migrate`] once first).
-            pub fn new(pool: $pool) -> Self {
-                $name { pool }
+            /// A store on an open pool (run [`Self::migrate`] once first) that seals TOTP
+            /// seeds under `keys`' current master key and opens them with any of its keys.
+            /// Run [`Self::seal_legacy_secrets`] once after opening.
+            pub fn new(pool: $pool, keys: Arc<SecretKeys>) -> Self {
+                $name { pool, keys }
+            }
+
+            /// How many TOTP seeds are stored in the clear and under which master key ids
+            /// the others are sealed (no key needed: only the stored prefixes are read).
+            pub async fn secrets_census(pool: &$pool) -> Result<SecretsCensus, StoreError> {
+                let rows = sqlx::query("SELECT totp_secret FROM auth_mfa").fetch_all(pool).await?;
+                let mut census = SecretsCensus::default();
+                for row in &rows {
+                    match stored_form(&row.try_get::<Vec<u8>, _>("totp_secret")?) {
+                        StoredForm::Plaintext => census.plaintext += 1,
+                        StoredForm::Sealed(id) => *census.by_key.entry(id).or_insert(0) += 1,
+                    }
+                }
+                Ok(census)
+            }
+
+            /// Seals every TOTP seed still stored in the clear (a database from before
+            /// encryption at rest) under the current key, in one transaction, and checks
+            /// that every sealed seed names a configured key. Idempotent; returns how
+            /// many seeds it sealed.
+            pub async fn seal_legacy_secrets(&self) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let rows = sqlx::query("SELECT user_id, totp_secret FROM auth_mfa ORDER BY user_id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut sealed = 0;
+                for row in &rows {
+                    let user_id: String = row.try_get("user_id")?;
+                    let stored: Vec<u8> = row.try_get("totp_secret")?;
+                    match stored_form(&stored) {
+                        StoredForm::Sealed(key_id) if self.keys.knows(&key_id) => {}
+                        StoredForm::Sealed(_) => {
+                            // Opening reports the unknown key with what to do.
+                            self.keys.open(TOTP_CONTEXT, &user_id, &stored, &|| totp_what(&user_id))?;
+                        }
+                        StoredForm::Plaintext => {
+                            let new = self.keys.seal(TOTP_CONTEXT, &user_id, &stored)?;
+                            let done = sqlx::query(
+                                "UPDATE auth_mfa SET totp_secret = $1 WHERE user_id = $2 AND totp_secret = $3",
+                            )
+                            .bind(&new)
+                            .bind(&user_id)
+                            .bind(&stored)
+                            .execute(&mut *tx)
+                            .await?;
+                            sealed += done.rows_affected();
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(sealed)
+            }
+
+            /// Re-encrypts every TOTP seed under the current key in one transaction (key
+            /// rotation): all or none. Returns how many seeds were re-encrypted and how
+            /// many of them had been under another key (or in the clear).
+            pub async fn reseal_secrets(&self) -> Result<(u64, u64), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let rows = sqlx::query("SELECT user_id, totp_secret FROM auth_mfa ORDER BY user_id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let current = self.keys.current().id();
+                let (mut total, mut moved) = (0, 0);
+                for row in &rows {
+                    let user_id: String = row.try_get("user_id")?;
+                    let stored: Vec<u8> = row.try_get("totp_secret")?;
+                    let plain = self.keys.open(TOTP_CONTEXT, &user_id, &stored, &|| totp_what(&user_id))?;
+                    let new = self.keys.seal(TOTP_CONTEXT, &user_id, &plain)?;
+                    let done = sqlx::query(
+                        "UPDATE auth_mfa SET totp_secret = $1 WHERE user_id = $2 AND totp_secret = $3",
+                    )
+                    .bind(&new)
+                    .bind(&user_id)
+                    .bind(&stored)
+                    .execute(&mut *tx)
+                    .await?;
+                    total += done.rows_affected();
+                    if stored_form(&stored) != StoredForm::Sealed(current.clone()) {
+                        moved += done.rows_affected();
+                    }
+                }
+                tx.commit().await?;
+                Ok((total, moved))
             }
 
             /// Applies this crate's migrations (3000-3999, embedded from `migrations/` at
@@ -205,7 +302,7 @@ macro_rules! auth_store {
                      totp_secret = excluded.totp_secret, last_used_step = NULL, enrolled_at = excluded.enrolled_at",
                 )
                 .bind(user_id)
-                .bind(totp_secret)
+                .bind(self.keys.seal(TOTP_CONTEXT, user_id, totp_secret)?)
                 .bind(now.unix_micros())
                 .execute(&mut *tx)
                 .await?;
@@ -234,8 +331,9 @@ macro_rules! auth_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 row.map(|r| {
+                    let stored: Vec<u8> = r.try_get("totp_secret")?;
                     Ok(MfaRecord {
-                        totp_secret: r.try_get("totp_secret")?,
+                        totp_secret: self.keys.open(TOTP_CONTEXT, user_id, &stored, &|| totp_what(user_id))?,
                         last_used_step: r.try_get("last_used_step")?,
                     })
                 })

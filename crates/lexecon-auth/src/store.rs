@@ -1,8 +1,9 @@
 //! Persistence of users, MFA state, sessions, MFA challenges and API keys.
 //!
-//! Secrets never reach the store in the clear except the TOTP seed, which HMAC needs:
-//! sessions, challenges, API keys and backup codes are kept as SHA-256 hashes, passwords
-//! as Argon2id PHC strings.
+//! Secrets never reach the database in the clear: sessions, challenges, API keys and
+//! backup codes are kept as SHA-256 hashes, passwords as Argon2id PHC strings, and the
+//! TOTP seed (which HMAC needs back) is sealed with AES-256-GCM under the master key by
+//! the SQL stores (see `at_rest`). Records here carry the seed in the clear, in memory.
 
 use std::fmt;
 

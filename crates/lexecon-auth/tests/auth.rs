@@ -48,6 +48,14 @@ async fn sqlite_pool(path: &Path) -> sqlx::SqlitePool {
         .unwrap()
 }
 
+/// The master key TOTP seeds are sealed with in these tests.
+fn master_keys() -> Arc<SecretKeys> {
+    Arc::new(SecretKeys::new(
+        MasterKey::from_bytes(&[42u8; 32], "test key").unwrap(),
+        vec![],
+    ))
+}
+
 fn test_config() -> AuthConfig {
     AuthConfig {
         password: PasswordParams::INSECURE_FOR_TESTS,
@@ -64,7 +72,7 @@ impl Harness {
         // Migrating twice is harmless (the engine migrates on every start).
         SqliteAuthStore::migrate(&pool).await.unwrap();
         Self::with_store(
-            Arc::new(SqliteAuthStore::new(pool.clone())),
+            Arc::new(SqliteAuthStore::new(pool.clone(), master_keys())),
             Db::Sqlite(pool, path),
             Some(tmp),
             None,
@@ -77,7 +85,7 @@ impl Harness {
         PgAuthStore::migrate(&pool).await.unwrap();
         PgAuthStore::migrate(&pool).await.unwrap();
         Some(Self::with_store(
-            Arc::new(PgAuthStore::new(pool.clone())),
+            Arc::new(PgAuthStore::new(pool.clone(), master_keys())),
             Db::Postgres(pool, db.url.clone()),
             None,
             Some(db),
@@ -108,10 +116,13 @@ impl Harness {
     /// starts where this harness's clock is and moves only when told).
     async fn other_node(&self) -> (AuthService, ManualClock) {
         let store: Arc<dyn AuthStore> = match &self.db {
-            Db::Sqlite(_, path) => Arc::new(SqliteAuthStore::new(sqlite_pool(path).await)),
-            Db::Postgres(_, url) => {
-                Arc::new(PgAuthStore::new(sqlx::PgPool::connect(url).await.unwrap()))
+            Db::Sqlite(_, path) => {
+                Arc::new(SqliteAuthStore::new(sqlite_pool(path).await, master_keys()))
             }
+            Db::Postgres(_, url) => Arc::new(PgAuthStore::new(
+                sqlx::PgPool::connect(url).await.unwrap(),
+                master_keys(),
+            )),
         };
         let clock = ManualClock::new(self.clock.now());
         let service = AuthService::new(store, Arc::new(clock.clone()), test_config());

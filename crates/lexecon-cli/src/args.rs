@@ -19,6 +19,9 @@ pub(crate) struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// TLS to the server: --ca-file, --client-cert, --client-key.
+    #[command(flatten)]
+    pub(crate) tls: crate::commands::client::TlsArgs,
 }
 
 /// Every `lexecon` command.
@@ -57,6 +60,9 @@ pub(crate) enum Command {
     /// The node's signing key: rotate it.
     #[command(subcommand)]
     Keys(crate::commands::token::KeysCommand),
+    /// Secrets at rest (TOTP seeds): re-encrypt them under a new master key.
+    #[command(subcommand)]
+    Secrets(crate::commands::secrets::SecretsCommand),
     /// Verify the whole ledger offline; exit 0 valid, 1 tampered.
     ///
     /// Recomputes every leaf, chain link and payload hash, the Merkle tree, and every

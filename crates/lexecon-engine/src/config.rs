@@ -65,6 +65,14 @@ pub struct ServerConfig {
     pub rate_limit: RateLimitConfig,
     /// How long shutdown waits for in-flight calls before it stops them, in seconds.
     pub shutdown_grace_secs: u64,
+    /// PEM certificate chain of the API port; with `tls_key_file` the port (gRPC and
+    /// HTTP/JSON) speaks TLS only. Reloaded on SIGHUP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Reloaded on SIGHUP.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one
+    /// of them (mutual TLS). Needs `tls_cert_file` and `tls_key_file`. Reloaded on SIGHUP.
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +84,9 @@ impl Default for ServerConfig {
             max_concurrent_requests: 1024,
             rate_limit: RateLimitConfig::default(),
             shutdown_grace_secs: 10,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -107,6 +118,19 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     /// Connection pool size; 0 picks a default for the backend.
     pub max_connections: u32,
+}
+
+/// `[secrets]`: the master key that encrypts reversible secrets at rest (TOTP seeds).
+///
+/// The environment variable `LEXECON_MASTER_KEY` (base64 of 32 bytes) overrides
+/// `master_key_file`. Files must be readable by their owner only (mode 0600).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// 32 random bytes (raw, or base64 text); default `DIR/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Keys from before a rotation: they decrypt, never encrypt.
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
 /// `[redis]`: when `url` is set, budget and rate counters live in Redis.
@@ -493,6 +517,8 @@ pub struct Config {
     pub budget: lexecon_budget::BudgetConfig,
     /// `[auth]`: MFA and OIDC.
     pub auth: AuthSection,
+    /// `[secrets]`: the master key for secrets at rest.
+    pub secrets: SecretsConfig,
     /// `[oversight]`: escalations, approvals and overrides.
     pub oversight: OversightConfig,
     /// `[evidence]`: the evidence store.
@@ -602,6 +628,36 @@ impl Config {
                 "must be between 2 and 1000000, got {}",
                 self.server.max_concurrent_requests
             ),
+        )?;
+        // A missing half of the pair has no source of its own: name where the other
+        // half was set.
+        let tls_pair = |missing: &'static str, set: &str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange {
+                    key: missing,
+                    problem: format!(
+                        "is not set but {set} is; set both (PEM files) to serve TLS, or neither"
+                    ),
+                    source_name: source(set),
+                })
+            }
+        };
+        tls_pair(
+            "server.tls_key_file",
+            "server.tls_cert_file",
+            self.server.tls_key_file.is_some() || self.server.tls_cert_file.is_none(),
+        )?;
+        tls_pair(
+            "server.tls_cert_file",
+            "server.tls_key_file",
+            self.server.tls_cert_file.is_some() || self.server.tls_key_file.is_none(),
+        )?;
+        range(
+            "server.tls_client_ca_file",
+            self.server.tls_client_ca_file.is_none() || self.server.tls_cert_file.is_some(),
+            "needs server.tls_cert_file and server.tls_key_file: client certificates are checked only over TLS".to_owned(),
         )?;
         if let Some(rps) = self.server.rate_limit.per_principal_rps {
             range(
@@ -832,6 +888,14 @@ impl Config {
     /// The directory holding the node's keys.
     pub fn keys_dir(&self) -> PathBuf {
         self.layout().keys_dir()
+    }
+
+    /// The master key file: `secrets.master_key_file`, or `DIR/master.key`.
+    pub fn master_key_file(&self) -> PathBuf {
+        self.secrets
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| self.layout().master_key())
     }
 
     /// The file holding the admin API key the CLI uses by default.

@@ -31,11 +31,22 @@ pub enum DbError {
         source: sqlx::migrate::MigrateError,
     },
     /// A query failed.
-    #[error("database error: {0}")]
+    #[error("database error: {0}{hint}", hint = query_hint(.0))]
     Query(#[from] sqlx::Error),
     /// Another store's setup failed.
     #[error("database error: {0}")]
     Other(String),
+}
+
+/// What an operator should do about a failed query, when the cause says it.
+fn query_hint(err: &sqlx::Error) -> &'static str {
+    match err {
+        // SQLITE_FULL: the volume holding the database has no space left.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("13") => {
+            "; the disk holding the database is full: free space on it, then retry"
+        }
+        _ => "",
+    }
 }
 
 /// An open pool on one of the supported databases.

@@ -148,6 +148,13 @@ pub async fn init(options: &InitOptions, clock: Arc<dyn Clock>) -> Result<Initia
     })
     .map_err(EngineError::from)?;
     options.node_id.clone_into(&mut config.node.id);
+    // The master key for secrets at rest, 0600 like the node key, unless the key comes
+    // from LEXECON_MASTER_KEY or an existing configured file.
+    let master_key = config.master_key_file();
+    let env_key = std::env::var(crate::secrets::MASTER_KEY_ENV).is_ok_and(|v| !v.trim().is_empty());
+    if !env_key && !master_key.exists() {
+        crate::secrets::create_key_file(&master_key)?;
+    }
     let engine = Engine::open_local(config, clock).await?;
     let created = engine
         .create_api_key(&Caller::local(), NewApiKey::new("admin", Role::Admin))

@@ -19,6 +19,7 @@ const RSA_PUB_FILE: &str = "node.rsa4096.pub.pem";
 const POLICY_FILE: &str = "policy.toml";
 const DATABASE_FILE: &str = "lexecon.db";
 const ADMIN_TOKEN_FILE: &str = "admin.token";
+const MASTER_KEY_FILE: &str = "master.key";
 
 /// A data directory: the paths of the files `lexecon init` creates in it.
 ///
@@ -91,6 +92,11 @@ impl DataDir {
         self.root.join(ADMIN_TOKEN_FILE)
     }
 
+    /// `DIR/master.key`: the master key that encrypts secrets at rest (mode 0600).
+    pub fn master_key(&self) -> PathBuf {
+        self.root.join(MASTER_KEY_FILE)
+    }
+
     /// Whether the directory is initialised (it has its configuration file).
     pub fn is_initialised(&self) -> bool {
         self.config_file().exists()
@@ -98,7 +104,7 @@ impl DataDir {
 
     /// Everything `init` writes directly inside the directory, with SQLite's companion
     /// files: what `init --force` moves aside before it starts again.
-    pub fn managed(&self) -> [PathBuf; 7] {
+    pub fn managed(&self) -> [PathBuf; 8] {
         let database = self.database_file();
         let companion = |suffix: &str| {
             let mut name = database.clone().into_os_string();
@@ -110,6 +116,7 @@ impl DataDir {
             self.config_file(),
             self.policy_file(),
             self.admin_token(),
+            self.master_key(),
             self.keys_dir(),
             database,
             wal,
@@ -135,6 +142,7 @@ mod tests {
             dir.policy_file(),
             dir.database_file(),
             dir.admin_token(),
+            dir.master_key(),
         ]
         .map(|p| p.display().to_string());
         assert_eq!(
@@ -149,6 +157,7 @@ mod tests {
                 "/srv/lx/policy.toml",
                 "/srv/lx/lexecon.db",
                 "/srv/lx/admin.token",
+                "/srv/lx/master.key",
             ]
         );
         assert_eq!(dir.database_url(), "sqlite:///srv/lx/lexecon.db");

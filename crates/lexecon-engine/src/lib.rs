@@ -13,6 +13,7 @@ pub mod init;
 pub mod jwks;
 pub mod layout;
 pub mod policy;
+pub mod secrets;
 
 pub use config::{Config, ConfigError};
 pub use decision::Decision;
@@ -38,6 +39,7 @@ pub use engine::{
     AuditExportRecord, AuditExportStream, BackfillProgress, BundleChunk, DecisionQuery,
     DecisionRecord, ExportQuery, MAX_CHUNK_BYTES, MAX_SCAN_ROWS,
 };
+pub use engine::{CallerGone, GoneOnDrop};
 pub use engine::{
     CompletionInput, CompletionRecord, MAX_COMPLETION_JSON_BYTES, MAX_TOOL_PROBES, ToolProbe,
 };

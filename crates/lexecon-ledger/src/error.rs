@@ -11,7 +11,7 @@ pub enum LedgerError {
     #[error("ledger database error: {0}; check the database is reachable and migrated")]
     Database(#[from] sqlx::Error),
     /// A direct read or write of the SQLite file (bypassing sqlx) failed.
-    #[error("ledger database error: {0}; check the database file is readable and writable")]
+    #[error("ledger database error: {0}; {hint}", hint = sqlite_hint(.0))]
     Sqlite(String),
     /// The SQLite ledger was opened on something other than a database file.
     #[error(
@@ -78,5 +78,14 @@ impl LedgerError {
             path: path.display().to_string(),
             source,
         }
+    }
+}
+
+/// What to do about a failed direct SQLite write, by its message.
+fn sqlite_hint(message: &str) -> &'static str {
+    if message.contains("disk is full") {
+        "the disk holding the database is full: free space on it, then retry"
+    } else {
+        "check the database file is readable and writable"
     }
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod services;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +62,9 @@ pub enum ServeError {
     /// An IO error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A TLS file (`server.tls_*`) could not be used.
+    #[error("cannot start TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The names health reports on: the whole server ("") and each service.
@@ -118,8 +122,13 @@ pub fn shutdown_signal() -> Shutdown {
     })
 }
 
-/// Reloads the configuration and the policy file on every SIGHUP until the server stops.
-fn spawn_sighup_reload(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+/// Reloads the configuration and the policy file on every SIGHUP until the server stops,
+/// and with TLS the certificate, key and client CA files.
+fn spawn_sighup_reload(
+    engine: Arc<Engine>,
+    tls: Option<Arc<tls::Tls>>,
+    mut stop: watch::Receiver<bool>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -129,6 +138,12 @@ fn spawn_sighup_reload(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
+                    if let Some(tls) = &tls {
+                        match tls.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and client CA reloaded; new connections use them"),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS files not reloaded; the previous certificate stays in use"),
+                        }
+                    }
                     match engine.reload().await {
                         Ok(r) => {
                             tracing::info!(
@@ -205,6 +220,8 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let max = engine.config().server.max_request_bytes;
+    // Read and check the TLS files before binding: a bad file stops the start.
+    let tls = tls::Tls::from_config(&engine.config().server)?;
     let grpc_listener = tokio::net::TcpListener::bind(listen.grpc)
         .await
         .map_err(|source| ServeError::Bind {
@@ -233,7 +250,7 @@ pub async fn serve(
             },
         ))
     };
-    spawn_sighup_reload(Arc::clone(&engine), stop_rx.clone());
+    spawn_sighup_reload(Arc::clone(&engine), tls.clone(), stop_rx.clone());
 
     // One gRPC stack for both doors: the auth layer over every service. gRPC requests
     // reach it directly; JSON requests are transcoded and sent through it (`http`).
@@ -302,7 +319,13 @@ pub async fn serve(
     }
     ready.set(true);
     on_ready(grpc_addr, metrics_addr);
-    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "serving");
+    tracing::info!(
+        grpc = %grpc_addr,
+        metrics = %metrics_addr,
+        tls = tls.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|t| t.mutual()),
+        "serving"
+    );
 
     let draining = {
         let health = health_reporter.clone();
@@ -321,25 +344,37 @@ pub async fn serve(
             }
         }
     };
-    // Our own listener bypasses the builder's tcp_nodelay, so set it on each connection:
-    // without it Nagle and delayed ACKs add ~40 ms to every unary call. The coalescing
-    // stream then gathers the responses that are ready together into one write.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-        |conn| {
-            conn.map(|stream| {
-                let _ = stream.set_nodelay(true);
-                coalesce::CoalescingStream::new(stream)
-            })
-        },
-    );
     let grace = Duration::from_secs(engine.config().server.shutdown_grace_secs);
     // HTTP/1.1 for JSON clients beside HTTP/2 for gRPC (and JSON) on the one listener.
-    let served = tonic::transport::Server::builder()
+    let builder = tonic::transport::Server::builder()
         .accept_http1(true)
-        .tcp_nodelay(true)
-        .serve_with_incoming_shutdown(front, incoming, draining);
-    let result = served.await;
+        .tcp_nodelay(true);
+    let result = match tls {
+        None => {
+            // Our own listener bypasses the builder's tcp_nodelay, so set it on each
+            // connection: without it Nagle and delayed ACKs add ~40 ms to every unary
+            // call. The coalescing stream then gathers the responses that are ready
+            // together into one write.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                |conn| {
+                    conn.map(|stream| {
+                        let _ = stream.set_nodelay(true);
+                        coalesce::CoalescingStream::new(stream)
+                    })
+                },
+            );
+            builder
+                .serve_with_incoming_shutdown(front, incoming, draining)
+                .await
+        }
+        // TLS only: every connection must complete a handshake before it is served.
+        Some(tls) => {
+            builder
+                .serve_with_incoming_shutdown(front, tls::incoming(grpc_listener, tls), draining)
+                .await
+        }
+    };
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(grace, metrics_task).await;
     // The router has drained in-flight calls; flush the ledger and sign the last checkpoint.

@@ -29,7 +29,15 @@ the same duration, and the report gives HTTP as a share of gRPC in the same run.
 
 Examples:
   lexecon bench decide --concurrency 64 --connections 4 --duration 10 --json
-  lexecon bench decide --concurrency 64 --duration 10 --protocol both")]
+  lexecon bench decide --concurrency 64 --duration 10 --protocol both
+
+With --flood-concurrency N --flood-token KEY, the load runs twice: alone, then while
+KEY's principal keeps N calls in flight (make N 20 times server.max_concurrent_requests
+to see the bound work). The report compares the two runs' latencies, says how the flood
+was answered (refused at once with RESOURCE_EXHAUSTED beyond its share) and, with
+--health-url, how fast health answered during the flood:
+  lexecon bench decide --concurrency 4 --duration 10 --flood-concurrency 1280 \\
+    --flood-token \"$FLOOD_KEY\" --health-url http://127.0.0.1:9464/healthz")]
 pub(crate) struct BenchDecideArgs {
     #[command(flatten)]
     pub server: ServerArgs,
@@ -63,9 +71,49 @@ pub(crate) struct BenchDecideArgs {
     /// no work) the same way for the same time, and report Decide as a share of it.
     #[arg(long)]
     pub with_echo: bool,
+    /// Also measure the same load while another principal floods the server with this
+    /// many calls in flight (use 20 times `server.max_concurrent_requests`): the report
+    /// gives both runs, what the flood was answered and, with --health-url, how fast
+    /// health answered meanwhile.
+    #[arg(long, requires = "flood_token")]
+    pub flood_concurrency: Option<usize>,
+    /// The API key of the flooding principal: another principal than --token's.
+    #[arg(long, env = "LEXECON_FLOOD_TOKEN", hide_env_values = true)]
+    pub flood_token: Option<String>,
+    /// During the flooded run, GET this URL (the metrics port's /healthz) every 10 ms
+    /// and report its latency, e.g. http://127.0.0.1:9464/healthz.
+    #[arg(long, requires = "flood_concurrency")]
+    pub health_url: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What the flooding principal was answered.
+#[derive(Debug, Default, serde::Serialize)]
+pub(crate) struct FloodFigures {
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    /// Decided (any outcome).
+    pub decided: u64,
+    /// Refused with RESOURCE_EXHAUSTED (the bound, its share, or its rate limit).
+    pub refused: u64,
+    /// Any other failure.
+    pub errors: u64,
+    /// The first failure that was not a refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+/// How the health probe fared during the flood.
+#[derive(Debug, Default, serde::Serialize)]
+pub(crate) struct HealthFigures {
+    pub probes: u64,
+    /// Probes that got no 200 (or no answer within 2 s).
+    pub failures: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// What the load goes over.
@@ -115,6 +163,18 @@ pub(crate) struct BenchReport {
     /// `http.decisions_per_sec / decisions_per_sec` (with `--protocol both`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_to_grpc: Option<f64>,
+    /// The same load again while another principal floods (with `--flood-concurrency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub under_flood: Option<Figures>,
+    /// `under_flood.p99_ms / p99_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_under_flood_ratio: Option<f64>,
+    /// What the flood was answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flood: Option<FloodFigures>,
+    /// Health latency during the flood (with `--health-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_under_flood: Option<HealthFigures>,
 }
 
 pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
@@ -142,7 +202,24 @@ pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
         ratio_to_echo: None,
         http: None,
         http_to_grpc: None,
+        under_flood: None,
+        p99_under_flood_ratio: None,
+        flood: None,
+        health_under_flood: None,
     };
+    if let (Some(flood_concurrency), Some(flood_token)) =
+        (args.flood_concurrency, args.flood_token.as_deref())
+    {
+        if args.protocol != Protocol::Grpc {
+            bail!("--flood-concurrency measures gRPC; drop --protocol");
+        }
+        let (under, flood, health) =
+            rt.block_on(bench_flooded(args, flood_concurrency, flood_token))?;
+        report.p99_under_flood_ratio = Some(share(under.p99_ms, report.figures.p99_ms));
+        report.under_flood = Some(under);
+        report.flood = Some(flood);
+        report.health_under_flood = health;
+    }
     if args.with_echo {
         let echo = rt.block_on(bench_echo(args))?;
         report.echo_per_sec = Some(echo);
@@ -175,7 +252,13 @@ pub(crate) fn run_bench(args: &BenchDecideArgs) -> Result<Verdict> {
             );
         }
     }
-    let errors = report.figures.errors + report.http.as_ref().map_or(0, |h| h.errors);
+    if !args.json {
+        print_flood(&report);
+    }
+    let errors = report.figures.errors
+        + report.http.as_ref().map_or(0, |h| h.errors)
+        + report.under_flood.as_ref().map_or(0, |h| h.errors)
+        + report.health_under_flood.as_ref().map_or(0, |h| h.failures);
     Ok(if errors == 0 {
         Verdict::Yes
     } else {
@@ -203,6 +286,145 @@ fn print_figures(what: &str, f: &Figures) {
         f.max_ms,
         f.outcomes
     );
+}
+
+fn print_flood(report: &BenchReport) {
+    let (Some(under), Some(flood)) = (&report.under_flood, &report.flood) else {
+        return;
+    };
+    print_figures("Under a flood from another principal: ", under);
+    println!(
+        "p99 {:.2} ms under the flood = {:.1}x the {:.2} ms without it",
+        under.p99_ms,
+        report.p99_under_flood_ratio.unwrap_or(0.0),
+        report.figures.p99_ms
+    );
+    println!(
+        "the flood ({} in flight): {} decided, {} refused (RESOURCE_EXHAUSTED), {} other errors",
+        flood.concurrency, flood.decided, flood.refused, flood.errors
+    );
+    if let Some(first) = &flood.first_error {
+        println!("  first other error: {first}");
+    }
+    if let Some(h) = &report.health_under_flood {
+        println!(
+            "health during the flood: {} probes, {} failed; p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            h.probes, h.failures, h.p50_ms, h.p99_ms, h.max_ms
+        );
+    }
+}
+
+/// The measured load again while `flood_concurrency` calls from `flood_token` are kept
+/// in flight, and a health probe every 10 ms when asked.
+async fn bench_flooded(
+    args: &BenchDecideArgs,
+    flood_concurrency: usize,
+    flood_token: &str,
+) -> Result<(Figures, FloodFigures, Option<HealthFigures>)> {
+    let url = args.server.server_url()?;
+    let channels = connect_all(&url, args.connections).await?;
+    let template = template(args);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..flood_concurrency {
+        let channel = channel_for(&channels, i)?;
+        let (template, token, stop) = (template.clone(), flood_token.to_owned(), stop.clone());
+        flood.spawn(async move {
+            let mut client = DecisionServiceClient::new(channel);
+            let mut f = FloodFigures::default();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(request) = authed(template.clone(), &token) else {
+                    f.errors += 1;
+                    break;
+                };
+                match client.decide(request).await {
+                    Ok(_) => f.decided += 1,
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                        f.refused += 1;
+                        // A refused flood comes straight back; let the other tasks run.
+                        tokio::task::yield_now().await;
+                    }
+                    Err(s) => {
+                        f.errors += 1;
+                        f.first_error.get_or_insert_with(|| s.message().to_owned());
+                    }
+                }
+            }
+            f
+        });
+    }
+    let probe = args.health_url.clone().map(|health| {
+        let stop = stop.clone();
+        tokio::spawn(async move { probe_health(&health, &stop).await })
+    });
+    // Let the flood fill the server before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let under = bench(args).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = FloodFigures {
+        concurrency: flood_concurrency,
+        ..FloodFigures::default()
+    };
+    while let Some(joined) = flood.join_next().await {
+        let f = joined?;
+        total.decided += f.decided;
+        total.refused += f.refused;
+        total.errors += f.errors;
+        total.first_error = total.first_error.or(f.first_error);
+    }
+    let health = match probe {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
+    Ok((under?, total, health))
+}
+
+/// GETs `url` every 10 ms until `stop`, each on a fresh connection, as a probe would.
+async fn probe_health(url: &str, stop: &std::sync::atomic::AtomicBool) -> Result<HealthFigures> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| anyhow!("invalid --health-url {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("--health-url must be an http:// URL (the metrics port), not {url:?}");
+    }
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .ok_or_else(|| anyhow!("--health-url {url:?} names no host"))?;
+    let path = uri.path().to_owned();
+    let mut latencies_us: Vec<u32> = Vec::new();
+    let mut failures = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut sender = http_connect(&authority).await?;
+            let request = hyper::Request::get(path.as_str())
+                .header(hyper::header::HOST, authority.as_str())
+                .body(http_body_util::Full::new(hyper::body::Bytes::new()))?;
+            let response = sender.send_request(request).await?;
+            anyhow::Ok(response.status().is_success())
+        })
+        .await;
+        match answered {
+            Ok(Ok(true)) => {
+                latencies_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+            _ => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        let idx = ((latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(latencies_us.get(idx).copied().unwrap_or(0)) / 1000.0
+    };
+    Ok(HealthFigures {
+        probes: latencies_us.len() as u64 + failures,
+        failures,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: f64::from(latencies_us.last().copied().unwrap_or(0)) / 1000.0,
+    })
 }
 
 /// `connections` connections to the server at `url`, shared round-robin by the tasks.

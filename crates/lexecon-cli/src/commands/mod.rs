@@ -15,6 +15,7 @@ pub(crate) mod migrate;
 pub(crate) mod oversight;
 pub(crate) mod policy;
 pub(crate) mod risk;
+pub(crate) mod secrets;
 pub(crate) mod service;
 pub(crate) mod token;
 
@@ -27,6 +28,7 @@ use crate::{
 
 /// Runs one parsed command.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
+    client::set_tls(cli.tls);
     match cli.command {
         Command::Init(args) => service::run_init(&args),
         Command::Server(args) => service::run_server(&args),
@@ -38,6 +40,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Verdict> {
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Token(cmd) => token::run_token(&cmd),
         Command::Keys(cmd) => token::run_keys(&cmd),
+        Command::Secrets(cmd) => secrets::run(&cmd),
         Command::VerifyLedger(args) => ledger::run_verify(&args),
         Command::Ledger(cmd) => ledger::run_ledger(&cmd),
         Command::Proof(cmd) => ledger::run_proof(&cmd),

@@ -39,7 +39,8 @@ impl LocalArgs {
 #[command(after_long_help = "\
 Creates DIR/lexecon.toml (every key with its default), DIR/keys/node.ed25519 (0600) and
 .pub, DIR/policy.toml (a strict starter policy), DIR/lexecon.db (migrated) and
-DIR/admin.token (0600, an admin API key the CLI uses by default). With --rsa, also an
+DIR/admin.token (0600, an admin API key the CLI uses by default), DIR/master.key (0600,
+32 random bytes that encrypt TOTP seeds; not made when LEXECON_MASTER_KEY is set). With --rsa, also an
 RSA-4096 key that co-signs ledger checkpoints.
 
 Example:
@@ -171,14 +172,22 @@ pub(crate) fn run_server(args: &ServerArgs) -> Result<Verdict> {
             metrics: args.metrics_listen.unwrap_or(config.server.metrics_listen),
         };
         let token_file = config.admin_token_file();
+        let (scheme, tls_note) = match (
+            &config.server.tls_cert_file,
+            &config.server.tls_client_ca_file,
+        ) {
+            (None, _) => ("http", ""),
+            (Some(_), None) => ("https", " (TLS only)"),
+            (Some(_), Some(_)) => ("https", " (TLS only, client certificates required)"),
+        };
         let engine = Engine::open(config, Arc::new(SystemClock)).await?;
         lexecon_server::serve(
             engine,
             listen,
             lexecon_server::shutdown_signal(),
             |grpc, metrics| {
-                eprintln!("lexecon: serving gRPC and HTTP/JSON on {grpc}, metrics on http://{metrics}/metrics");
-                eprintln!("lexecon: API reference at http://{grpc}/docs");
+                eprintln!("lexecon: serving gRPC and HTTP/JSON on {grpc}{tls_note}, metrics on http://{metrics}/metrics");
+                eprintln!("lexecon: API reference at {scheme}://{grpc}/docs");
                 if token_file.exists() {
                     eprintln!("lexecon: admin token in {}", token_file.display());
                 }

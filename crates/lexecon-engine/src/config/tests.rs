@@ -261,3 +261,109 @@ fn overload_limits_default_load_from_env_and_are_range_checked() {
         });
     }
 }
+
+#[test]
+fn tls_files_load_from_file_and_env_and_must_come_in_pairs() {
+    jail(|jail| {
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.server.tls_cert_file, None, "TLS is off by default");
+        assert_eq!(config.server.tls_key_file, None);
+        assert_eq!(config.server.tls_client_ca_file, None);
+        Ok(())
+    });
+    jail(|jail| {
+        jail.create_file(
+            CONFIG_FILE,
+            "[server]\ntls_cert_file = \"tls/server.crt\"\ntls_key_file = \"tls/server.key\"\n",
+        )?;
+        jail.set_env("LEXECON_SERVER__TLS_CLIENT_CA_FILE", "tls/ca.crt");
+        let config = load_in(jail).unwrap();
+        assert_eq!(
+            config.server.tls_cert_file,
+            Some(PathBuf::from("tls/server.crt"))
+        );
+        assert_eq!(
+            config.server.tls_key_file,
+            Some(PathBuf::from("tls/server.key"))
+        );
+        assert_eq!(
+            config.server.tls_client_ca_file,
+            Some(PathBuf::from("tls/ca.crt")),
+            "the environment form sets it"
+        );
+        Ok(())
+    });
+    for (envs, expected) in [
+        (
+            &[("LEXECON_SERVER__TLS_CERT_FILE", "server.crt")][..],
+            "server.tls_key_file is not set but server.tls_cert_file is",
+        ),
+        (
+            &[("LEXECON_SERVER__TLS_KEY_FILE", "server.key")][..],
+            "server.tls_cert_file is not set but server.tls_key_file is",
+        ),
+        (
+            &[("LEXECON_SERVER__TLS_CLIENT_CA_FILE", "ca.crt")][..],
+            "server.tls_client_ca_file needs server.tls_cert_file and server.tls_key_file",
+        ),
+    ] {
+        jail(|jail| {
+            for (k, v) in envs {
+                jail.set_env(k, v);
+            }
+            let msg = load_in(jail).unwrap_err().to_string();
+            assert!(msg.contains(expected), "{msg}");
+            assert!(
+                msg.contains("environment variable"),
+                "names the source: {msg}"
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn secrets_section_defaults_loads_from_file_and_env_and_refuses_unknown_keys() {
+    jail(|jail| {
+        let config = load_in(jail).unwrap();
+        assert_eq!(config.secrets, SecretsConfig::default());
+        assert_eq!(
+            config.master_key_file(),
+            jail.directory().join("master.key")
+        );
+        jail.create_file(
+            CONFIG_FILE,
+            r#"
+            [secrets]
+            master_key_file = "/etc/lexecon/master-2.key"
+            previous_master_key_files = ["/etc/lexecon/master-1.key"]
+            "#,
+        )?;
+        let config = load_in(jail).unwrap();
+        assert_eq!(
+            config.master_key_file(),
+            PathBuf::from("/etc/lexecon/master-2.key")
+        );
+        assert_eq!(
+            config.secrets.previous_master_key_files,
+            vec![PathBuf::from("/etc/lexecon/master-1.key")]
+        );
+        jail.set_env(
+            "LEXECON_SECRETS__MASTER_KEY_FILE",
+            "/run/secrets/master.key",
+        );
+        let config = load_in(jail).unwrap();
+        assert_eq!(
+            config.master_key_file(),
+            PathBuf::from("/run/secrets/master.key")
+        );
+        // LEXECON_MASTER_KEY is read by the engine, not a configuration key: no error.
+        jail.set_env("LEXECON_MASTER_KEY", "not-a-config-key");
+        load_in(jail).unwrap();
+        jail.create_file(CONFIG_FILE, "[secrets]\nmaster_key = \"inline\"\n")?;
+        let err = load_in(jail).unwrap_err().to_string();
+        assert!(err.contains("master_key"), "{err}");
+        assert!(!err.contains("inline"), "{err}");
+        Ok(())
+    });
+}

@@ -20,7 +20,7 @@ use super::oversight::{
 };
 use super::payload::{OversightFields, decision_payload, dimension_views};
 use super::store::{IdemKey, IdemRow};
-use super::{Caller, DecideInput, Engine, EngineError, input, ops};
+use super::{Caller, CallerGone, DecideInput, Engine, EngineError, input, ops};
 use crate::decision::Decision;
 
 /// How long an unfinished idempotency claim protects its request. A claim lives from
@@ -112,6 +112,20 @@ impl Engine {
         caller: &Caller,
         input: DecideInput,
     ) -> Result<Decision, EngineError> {
+        self.decide_unless_gone(caller, input, &CallerGone::new())
+            .await
+    }
+
+    /// [`Engine::decide`] for a caller who may go away: once `gone` is set, the call
+    /// stops with [`EngineError::Cancelled`] if it has not yet claimed its request,
+    /// a grant or a budget; from then on it runs to completion (contract §10). Run it
+    /// in a task of its own (not in the request future, which the transport drops).
+    pub async fn decide_unless_gone(
+        &self,
+        caller: &Caller,
+        input: DecideInput,
+        gone: &CallerGone,
+    ) -> Result<Decision, EngineError> {
         self.authorize(caller, ops::DECIDE)?;
         let DecideInput {
             mut action,
@@ -128,7 +142,8 @@ impl Engine {
         }
         let req = action.validate()?;
         let request_id = input::request_id(&request_id)?;
-        self.speaks_for(caller, req.actor.as_str()).await?;
+        gone.or_gone(self.speaks_for(caller, req.actor.as_str()))
+            .await?;
         if let Some(llm) = &req.llm {
             Self::may_name_llm_roles(caller, &llm.roles)?;
         }
@@ -139,11 +154,17 @@ impl Engine {
             idem: caller.idempotency_key(),
             key: caller.key_name().map(str::to_owned),
         };
-        self.decide_checked(checked).await
+        self.decide_checked(checked, gone).await
     }
 
-    pub(crate) async fn decide_checked(&self, checked: Checked) -> Result<Decision, EngineError> {
+    pub(crate) async fn decide_checked(
+        &self,
+        checked: Checked,
+        gone: &CallerGone,
+    ) -> Result<Decision, EngineError> {
         let Some(request_id) = checked.request_id.clone() else {
+            // The last point at which the caller may still be let go.
+            gone.check()?;
             let prepared = self.prepare(&checked).await?;
             return self.record(prepared).await;
         };
@@ -160,7 +181,7 @@ impl Engine {
             )
         };
         let result = cell
-            .get_or_try_init(|| self.decide_once_per_key(&checked, (&key.0, &key.1)))
+            .get_or_try_init(|| self.decide_once_per_key(&checked, (&key.0, &key.1), gone))
             .await
             .cloned();
         // Once the decision is stored, the database answers repeats; keep the map small.
@@ -194,16 +215,18 @@ impl Engine {
         &self,
         checked: &Checked,
         key: IdemKey<'_>,
+        gone: &CallerGone,
     ) -> Result<Decision, EngineError> {
         let request_id = key.1;
         let give_up = tokio::time::Instant::now() + IN_PROGRESS_WAIT;
         let in_progress = || {
             EngineError::InProgress(format!(
-                "request_id {request_id:?} is being decided by another call; retry in a few seconds"
+                "request_id {request_id:?} is being decided by another call; retry in a few \
+                 seconds (a call that failed mid-way holds it for at most {CLAIM_LEASE_SECS} s)"
             ))
         };
         loop {
-            match self.stored_decision(key).await? {
+            match gone.or_gone(self.stored_decision(key)).await? {
                 Some(Stored::Done {
                     decision,
                     token_claims: None,
@@ -251,11 +274,18 @@ impl Engine {
                     if tokio::time::Instant::now() >= give_up {
                         return Err(in_progress());
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    gone.or_gone(async {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        Ok(())
+                    })
+                    .await?;
                     continue;
                 }
                 None => {}
             }
+            // The last point at which the caller may still be let go: what follows claims
+            // a grant or a budget, then the request.
+            gone.check()?;
             let prepared = self.prepare(checked).await?;
             let ledger_from = match self.ledger.tree_size().await {
                 Ok(size) => size,

@@ -73,6 +73,9 @@ pub enum EngineError {
     /// to carry on.
     #[error("{0}")]
     Aborted(String),
+    /// The caller went away before the operation did anything; nothing changed.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 /// What kind of failure an error is, for adapters choosing a status code.
@@ -94,6 +97,8 @@ pub enum ErrorClass {
     FailedPrecondition,
     /// Cut short; the caller should resume as the message says.
     Aborted,
+    /// The caller went away (cancelled, or past its deadline) before anything was done.
+    Cancelled,
     /// Stored data is damaged; an operator must look.
     DataLoss,
     /// A bug or a broken deployment (keys, configuration).
@@ -117,6 +122,7 @@ impl EngineError {
             EngineError::Unavailable(_) => ErrorClass::Unavailable,
             EngineError::FailedPrecondition(_) => ErrorClass::FailedPrecondition,
             EngineError::Aborted(_) => ErrorClass::Aborted,
+            EngineError::Cancelled(_) => ErrorClass::Cancelled,
             EngineError::Config(_) | EngineError::Keys(_) | EngineError::Risk(_) => {
                 ErrorClass::Internal
             }

@@ -15,6 +15,7 @@ mod evidence;
 mod evidence_store;
 #[cfg(test)]
 mod evidence_tests;
+mod gone;
 mod input;
 mod journal;
 mod ledger_ops;
@@ -25,6 +26,7 @@ mod payload;
 mod policy_ops;
 mod principals;
 mod refusals;
+mod secrets_ops;
 mod store;
 mod sync;
 mod tokens;
@@ -57,6 +59,7 @@ pub use evidence::{
     EvidenceRecord, MAX_CONTROL_ID_BYTES, MAX_EVIDENCE_LINKS, MAX_EVIDENCE_MEDIA_TYPE_BYTES,
     MAX_EVIDENCE_TITLE_BYTES, Registered, UnknownArtifactType,
 };
+pub use gone::{CallerGone, GoneOnDrop};
 pub use input::{ActionInput, DecideInput, MAX_REQUEST_ID_BYTES};
 pub use ledger_ops::{Checkpoint, EntryPage, MAX_PAGE, VerifyReport};
 pub use mcp_ops::{
@@ -204,6 +207,7 @@ impl Engine {
         let risk = RiskScorer::new(config.risk.clone())?;
         let db = Database::connect(&config.database_url(), config.database.max_connections).await?;
         migrate_all(&db).await?;
+        let secret_keys = crate::secrets::open_keys(&config, &db).await?;
         let keys = KeyRing::load(&config.keys_dir(), crate::layout::NODE_KEY_NAME)
             .map_err(|e| EngineError::Keys(e.to_string()))?;
         let signer = lexecon_ledger::CheckpointSigner::new(
@@ -250,6 +254,7 @@ impl Engine {
             &db,
             Arc::clone(&clock),
             auth_config(&config)?,
+            secret_keys,
         ));
         let budget_store = budget_store(&config, &db)?;
         let budget = Arc::new(BudgetManager::new(
@@ -557,11 +562,17 @@ pub fn auth_config(config: &Config) -> Result<AuthConfig, crate::ConfigError> {
     })
 }
 
-/// The auth service on the shared database with `config`.
-pub fn auth_service_with(db: &Database, clock: Arc<dyn Clock>, config: AuthConfig) -> AuthService {
+/// The auth service on the shared database with `config`, sealing TOTP seeds under
+/// `keys` (see [`crate::secrets::open_keys`]).
+pub fn auth_service_with(
+    db: &Database,
+    clock: Arc<dyn Clock>,
+    config: AuthConfig,
+    keys: Arc<lexecon_auth::SecretKeys>,
+) -> AuthService {
     let store: Arc<dyn lexecon_auth::AuthStore> = match db {
-        Database::Sqlite(pool) => Arc::new(SqliteAuthStore::new(pool.clone())),
-        Database::Postgres(pool) => Arc::new(PgAuthStore::new(pool.clone())),
+        Database::Sqlite(pool) => Arc::new(SqliteAuthStore::new(pool.clone(), keys)),
+        Database::Postgres(pool) => Arc::new(PgAuthStore::new(pool.clone(), keys)),
     };
     AuthService::new(store, clock, config)
 }

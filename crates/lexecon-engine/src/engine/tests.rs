@@ -342,3 +342,119 @@ async fn only_the_decisions_own_entry_answers_its_claim() {
     let err = engine.decide(&alice(), request("r-8")).await.unwrap_err();
     assert!(matches!(err, EngineError::InProgress(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gone_before_the_claim_leaves_nothing_and_its_retry_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let before = decisions(&engine).await.len();
+    let gone = CallerGone::new();
+    gone.set();
+    let err = engine
+        .decide_unless_gone(&alice(), request("r-gone"), &gone)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err:?}");
+    assert!(row(&engine, "r-gone").await.is_none(), "a claim was left");
+    assert_eq!(
+        decisions(&engine).await.len(),
+        before,
+        "an entry was written"
+    );
+    // The retry is decided at once, as the first decision of this request.
+    let d = engine.decide(&alice(), request("r-gone")).await.unwrap();
+    assert_eq!(decisions(&engine).await.len(), before + 1);
+    assert!(row(&engine, "r-gone").await.is_some());
+    assert_eq!(d.outcome, lexecon_core::Outcome::Approved, "{d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waiting_on_another_claim_is_let_go_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    // Another call holds an unfinished claim (it is appending): a retry waits for it.
+    let (_prepared, claimed_at) = claim_only(&engine, "r-wait").await;
+    let gone = CallerGone::new();
+    let waiting = tokio::spawn({
+        let (engine, gone) = (Arc::clone(&engine), gone.clone());
+        async move {
+            engine
+                .decide_unless_gone(&alice(), request("r-wait"), &gone)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    gone.set();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Cancelled, "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the wait for the other claim went on after the caller left"
+    );
+    // The other call's claim is untouched.
+    let kept = row(&engine, "r-wait").await.unwrap();
+    assert_eq!(kept.created_at, claimed_at);
+    assert!(
+        kept.ledger_from.is_some(),
+        "the claim was completed by the wrong call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gone_at_any_moment_leaves_either_nothing_or_a_whole_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), Arc::new(SystemClock), None).await;
+    let (mut cancelled, mut decided) = (0, 0);
+    for i in 0..60_u64 {
+        let request_id = format!("r-race-{i}");
+        let gone = CallerGone::new();
+        let call = tokio::spawn({
+            let (engine, gone, id) = (Arc::clone(&engine), gone.clone(), request_id.clone());
+            async move {
+                engine
+                    .decide_unless_gone(&alice(), request(&id), &gone)
+                    .await
+            }
+        });
+        // Leave at a different moment each time: before, during or after the claim.
+        for _ in 0..(i % 20) {
+            tokio::task::yield_now().await;
+        }
+        if i % 3 != 0 {
+            tokio::time::sleep(std::time::Duration::from_micros(50 * (i % 7))).await;
+        }
+        gone.set();
+        match call.await.unwrap() {
+            Err(e) => {
+                assert_eq!(e.class(), ErrorClass::Cancelled, "{e:?}");
+                assert!(
+                    row(&engine, &request_id).await.is_none(),
+                    "{request_id}: claim left"
+                );
+                cancelled += 1;
+            }
+            Ok(d) => {
+                // A whole decision: its claim completed and its entry in the ledger.
+                let stored = row(&engine, &request_id).await.unwrap();
+                assert!(
+                    stored.ledger_from.is_none(),
+                    "{request_id}: claim not completed"
+                );
+                let entry = engine.ledger.entry(d.ledger_index).await.unwrap().unwrap();
+                assert_eq!(entry.leaf_hash, d.ledger_leaf_hash);
+                decided += 1;
+            }
+        }
+        // Either way a retry answers at once with one decision.
+        let again = engine.decide(&alice(), request(&request_id)).await.unwrap();
+        let again2 = engine.decide(&alice(), request(&request_id)).await.unwrap();
+        assert_eq!(again.decision_id, again2.decision_id);
+    }
+    assert_eq!(
+        decisions(&engine).await.len(),
+        60,
+        "one decision per request"
+    );
+    eprintln!("cancelled {cancelled}, decided {decided}");
+}

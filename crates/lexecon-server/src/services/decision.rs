@@ -1,9 +1,12 @@
 //! `lexecon.v1.DecisionService`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use lexecon_core::PolicyMode;
-use lexecon_engine::{CompletionInput, Decision, ErrorClass, ToolProbe, VerifyTokenInput};
+use lexecon_engine::{
+    CallerGone, CompletionInput, Decision, ErrorClass, ToolProbe, VerifyTokenInput,
+};
 use lexecon_proto::v1 as pb;
 use lexecon_proto::v1::decision_service_server::DecisionService;
 use tonic::{Request, Response, Status};
@@ -135,7 +138,21 @@ impl DecisionService for DecisionSvc {
         let started = Instant::now();
         let who = caller(&request)?;
         let input = decide_input(request.get_ref())?;
-        let decision = self.0.engine.decide(&who, input).await.map_err(|e| {
+        // The engine call runs in a task of its own: the transport drops this future
+        // when the caller hangs up or its deadline passes, and a decision that has
+        // claimed its request or a budget must still complete (contract §10). The guard
+        // tells the engine, which stops only if it has not started yet.
+        let gone = CallerGone::new();
+        let guard = gone.on_drop();
+        let engine = Arc::clone(&self.0.engine);
+        let task = tokio::spawn(async move { engine.decide_unless_gone(&who, input, &gone).await });
+        let joined = task.await;
+        guard.disarm();
+        let result = joined.map_err(|e| {
+            tracing::error!(error = %e, "a decision task failed");
+            Status::internal("the server failed; see its log")
+        })?;
+        let decision = result.map_err(|e| {
             if e.class() == ErrorClass::InvalidArgument {
                 let field = e
                     .to_string()

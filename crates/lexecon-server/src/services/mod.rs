@@ -59,6 +59,7 @@ pub fn status(err: EngineError) -> Status {
         ErrorClass::PermissionDenied => Status::permission_denied(err.to_string()),
         ErrorClass::FailedPrecondition => Status::failed_precondition(err.to_string()),
         ErrorClass::Aborted => Status::aborted(err.to_string()),
+        ErrorClass::Cancelled => Status::cancelled(err.to_string()),
         ErrorClass::Unavailable => {
             tracing::warn!(error = %err, "request failed; the caller may retry");
             Status::unavailable(format!("the server could not complete the request: {err}"))
