@@ -322,14 +322,62 @@ async fn bench_flooded(
     flood_token: &str,
 ) -> Result<(Figures, FloodFigures, Option<HealthFigures>)> {
     let url = args.server.server_url()?;
-    let channels = connect_all(&url, args.connections).await?;
     let template = template(args);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut flood = tokio::task::JoinSet::new();
-    for i in 0..flood_concurrency {
+    // The flood runs on a thread and runtime of its own, over connections of its own
+    // (one per 128 calls in flight), so that the measured calls do not queue behind it
+    // in this process: what is measured is the server's fairness, not the client's.
+    let flood = {
+        let (url, token, stop) = (url.clone(), flood_token.to_owned(), stop.clone());
+        let connections = flood_concurrency.div_ceil(128).max(1);
+        std::thread::spawn(move || -> Result<FloodFigures> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the flood's runtime")?;
+            rt.block_on(flood(
+                &url,
+                connections,
+                flood_concurrency,
+                &template,
+                &token,
+                &stop,
+            ))
+        })
+    };
+    let probe = args.health_url.clone().map(|health| {
+        let stop = stop.clone();
+        tokio::spawn(async move { probe_health(&health, &stop).await })
+    });
+    // Let the flood fill the server before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let under = bench(args).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total = flood
+        .join()
+        .map_err(|_| anyhow!("the flood's thread panicked"))??;
+    let health = match probe {
+        Some(task) => Some(task.await??),
+        None => None,
+    };
+    Ok((under?, total, health))
+}
+
+/// Keeps `concurrency` Decide calls from `token` in flight until `stop`.
+async fn flood(
+    url: &str,
+    connections: usize,
+    concurrency: usize,
+    template: &DecideRequest,
+    token: &str,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<FloodFigures> {
+    let channels = connect_all(url, connections).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..concurrency {
         let channel = channel_for(&channels, i)?;
-        let (template, token, stop) = (template.clone(), flood_token.to_owned(), stop.clone());
-        flood.spawn(async move {
+        let (template, token, stop) = (template.clone(), token.to_owned(), stop.clone());
+        tasks.spawn(async move {
             let mut client = DecisionServiceClient::new(channel);
             let mut f = FloodFigures::default();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -346,37 +394,26 @@ async fn bench_flooded(
                     }
                     Err(s) => {
                         f.errors += 1;
-                        f.first_error.get_or_insert_with(|| s.message().to_owned());
+                        f.first_error
+                            .get_or_insert_with(|| status_error(s).to_string());
                     }
                 }
             }
             f
         });
     }
-    let probe = args.health_url.clone().map(|health| {
-        let stop = stop.clone();
-        tokio::spawn(async move { probe_health(&health, &stop).await })
-    });
-    // Let the flood fill the server before measuring.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let under = bench(args).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = FloodFigures {
-        concurrency: flood_concurrency,
+        concurrency,
         ..FloodFigures::default()
     };
-    while let Some(joined) = flood.join_next().await {
+    while let Some(joined) = tasks.join_next().await {
         let f = joined?;
         total.decided += f.decided;
         total.refused += f.refused;
         total.errors += f.errors;
         total.first_error = total.first_error.or(f.first_error);
     }
-    let health = match probe {
-        Some(task) => Some(task.await??),
-        None => None,
-    };
-    Ok((under?, total, health))
+    Ok(total)
 }
 
 /// GETs `url` every 10 ms until `stop`, each on a fresh connection, as a probe would.
