@@ -196,9 +196,11 @@ pub async fn serve(
                 .inc();
         });
     }
+    let detached = Arc::new(tokio::sync::RwLock::new(()));
     let shared = Shared {
         engine: Arc::clone(&engine),
         metrics: Arc::clone(&metrics),
+        detached: Arc::clone(&detached),
     };
     let authenticator = Arc::new(Authenticator::new(
         Arc::clone(&engine),
@@ -377,6 +379,10 @@ pub async fn serve(
     };
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(grace, metrics_task).await;
+    // Decisions whose callers went away run on in tasks of their own: let them finish.
+    if tokio::time::timeout(grace, detached.write()).await.is_err() {
+        tracing::warn!("decisions still running after the shutdown grace; stopping anyway");
+    }
     // The router has drained in-flight calls; flush the ledger and sign the last checkpoint.
     engine.shutdown().await?;
     tracing::info!("stopped");

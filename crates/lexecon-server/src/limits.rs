@@ -272,11 +272,18 @@ impl Drop for Permit {
     }
 }
 
+/// A call's place among the calls in flight, as the handler sees it (in the request's
+/// extensions): work that outlives the request future (a Decide that has claimed its
+/// request runs to completion) keeps a clone, so the place is held until that work ends
+/// and a caller who hangs up cannot start unbounded work.
+#[derive(Debug, Clone)]
+pub(crate) struct CallPermit(#[allow(dead_code, reason = "held for its Drop")] Arc<Permit>);
+
 /// A response body that holds its call's [`Permit`] until it ends or is dropped.
 #[derive(Debug)]
 struct PermitBody {
     inner: tonic::body::Body,
-    permit: Option<Permit>,
+    permit: Option<Arc<Permit>>,
 }
 
 impl Body for PermitBody {
@@ -374,12 +381,16 @@ where
             .and_then(|a| a.caller.principal())
             .map(|p| p.id.as_str());
         let permit = match self.state.admit(principal) {
-            Ok(permit) => permit,
+            Ok(permit) => Arc::new(permit),
             Err(refusal) => {
                 let status = self.state.refuse(refusal);
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         };
+        let mut request = request;
+        request
+            .extensions_mut()
+            .insert(CallPermit(Arc::clone(&permit)));
         Box::pin(async move {
             let response = inner.call(request).await?;
             Ok(response.map(|body| {
@@ -487,6 +498,38 @@ mod tests {
             .headers()
             .get("grpc-status")
             .map(|v| v.to_str().unwrap())
+    }
+
+    #[tokio::test]
+    async fn work_that_keeps_the_call_permit_holds_its_place_after_the_answer() {
+        let (layer, _) = layer(4, None);
+        let kept: Arc<std::sync::Mutex<Vec<CallPermit>>> = Arc::default();
+        let inner = {
+            let kept = Arc::clone(&kept);
+            tower::service_fn(move |request: http::Request<()>| {
+                // As the Decide handler does: the work it detaches keeps the place.
+                let place = request.extensions().get::<CallPermit>().cloned();
+                kept.lock().unwrap().extend(place);
+                std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+                    tonic::body::Body::empty(),
+                )))
+            })
+        };
+        let service = layer.layer(inner);
+        let response = service
+            .clone()
+            .oneshot(request(DECIDE, Some("key_1")))
+            .await
+            .unwrap();
+        drop(response);
+        assert_eq!(kept.lock().unwrap().len(), 1, "the handler saw its permit");
+        assert_eq!(
+            service.state.in_flight.load(Ordering::Acquire),
+            1,
+            "the place is held while the detached work runs"
+        );
+        kept.lock().unwrap().clear();
+        assert_eq!(service.state.in_flight.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]

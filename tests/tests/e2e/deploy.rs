@@ -441,7 +441,22 @@ fn the_helm_chart_renders_with_its_values_and_validates() {
         "mTLS is off by default"
     );
 
-    // Every branch the other way round: no TLS, no hook job, Redis and mTLS on.
+    // mTLS on top of TLS: the client CA is mounted and named.
+    let mutual = with_value(
+        values.clone(),
+        "tls.clientCaSecretName",
+        Yaml::String("lexecon-client-ca".into()),
+    );
+    let mutual = render_chart(&mutual);
+    assert!(
+        mutual.contains("name: LEXECON_SERVER__TLS_CLIENT_CA_FILE")
+            && mutual.contains("/etc/lexecon/client-ca/ca.crt")
+            && mutual.contains("secretName: lexecon-client-ca"),
+        "{mutual}"
+    );
+
+    // Every branch the other way round: no TLS, no hook job, Redis on, and a client CA
+    // that must be ignored without TLS (the server refuses a client CA alone).
     let flipped = [
         ("tls.enabled", Yaml::Boolean(false)),
         ("migrate.enabled", Yaml::Boolean(false)),
@@ -459,13 +474,17 @@ fn the_helm_chart_renders_with_its_values_and_validates() {
         "{other}"
     );
     assert!(other.contains("name: LEXECON_REDIS__URL"), "{other}");
-    assert!(other.contains("/etc/lexecon/client-ca/ca.crt"), "{other}");
+    assert!(
+        !other.contains("TLS_CLIENT_CA_FILE") && !other.contains("client-ca"),
+        "a client CA without TLS would stop the server: {other}"
+    );
 
     let Some(bin) = lint_bin() else {
         return;
     };
     validate(&bin, "chart.yaml", &rendered);
     validate(&bin, "chart-flipped.yaml", &other);
+    validate(&bin, "chart-mutual.yaml", &mutual);
 }
 
 /// The `lexecon.toml` of the chart's ConfigMap, as rendered.

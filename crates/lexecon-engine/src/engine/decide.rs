@@ -142,8 +142,9 @@ impl Engine {
         }
         let req = action.validate()?;
         let request_id = input::request_id(&request_id)?;
-        gone.or_gone(self.speaks_for(caller, req.actor.as_str()))
-            .await?;
+        // Not cut short: a refusal opens its window and ledgers itself in one go.
+        gone.check()?;
+        self.speaks_for(caller, req.actor.as_str()).await?;
         if let Some(llm) = &req.llm {
             Self::may_name_llm_roles(caller, &llm.roles)?;
         }

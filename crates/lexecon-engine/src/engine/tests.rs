@@ -457,4 +457,8 @@ async fn a_caller_gone_at_any_moment_leaves_either_nothing_or_a_whole_decision()
         "one decision per request"
     );
     eprintln!("cancelled {cancelled}, decided {decided}");
+    assert!(
+        cancelled > 0 && decided > 0,
+        "both ends of the race were met ({cancelled} cancelled, {decided} decided)"
+    );
 }

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Shared, caller, status};
 use crate::convert::{decide_input, mode_to_pb, outcome_to_pb, risk_level_to_pb, timestamp_to_pb};
+use crate::limits::CallPermit;
 
 /// The decision service.
 #[derive(Debug, Clone)]
@@ -145,7 +146,15 @@ impl DecisionService for DecisionSvc {
         let gone = CallerGone::new();
         let guard = gone.on_drop();
         let engine = Arc::clone(&self.0.engine);
-        let task = tokio::spawn(async move { engine.decide_unless_gone(&who, input, &gone).await });
+        // The call's place among the calls in flight goes with the work, so a caller who
+        // hangs up does not free it while the decision still runs.
+        let place = request.extensions().get::<CallPermit>().cloned();
+        let running = Arc::clone(&self.0.detached).read_owned().await;
+        let task = tokio::spawn(async move {
+            let decided = engine.decide_unless_gone(&who, input, &gone).await;
+            drop((place, running));
+            decided
+        });
         let joined = task.await;
         guard.disarm();
         let result = joined.map_err(|e| {

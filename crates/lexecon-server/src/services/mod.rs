@@ -28,6 +28,9 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// Held (shared) by each Decide running in a task of its own, so that shutdown can
+    /// wait for decisions whose callers went away before it closes the ledger.
+    pub detached: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The authenticated caller of a request (the auth layer put it there).
